@@ -1,0 +1,42 @@
+// Seeded random numbers. One generator type (std::mt19937_64) everywhere so a
+// seed reproduces a run exactly, across platforms (we avoid std:: distributions,
+// whose output is implementation-defined, and derive floats from raw bits).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <random>
+
+namespace minicnn {
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0x6d696e69636e6eULL) : gen_(seed) {}
+  void seed(uint64_t s) { gen_.seed(s); }
+  uint64_t next_u64() { return gen_(); }
+  // Uniform in [0, 1) with 53 random bits.
+  double uniform() { return static_cast<double>(gen_() >> 11) * (1.0 / 9007199254740992.0); }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+  // Uniform integer in [0, n).
+  uint64_t below(uint64_t n) { return n ? gen_() % n : 0; }
+  // Standard normal by Box-Muller (deterministic, platform independent).
+  double normal() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    double u1 = uniform(), u2 = uniform();
+    if (u1 < 1e-300) u1 = 1e-300;
+    double r = std::sqrt(-2.0 * std::log(u1));
+    spare_ = r * std::sin(6.283185307179586 * u2);
+    has_spare_ = true;
+    return r * std::cos(6.283185307179586 * u2);
+  }
+  std::mt19937_64& engine() { return gen_; }
+
+ private:
+  std::mt19937_64 gen_;
+  double spare_ = 0;
+  bool has_spare_ = false;
+};
+
+}  // namespace minicnn

@@ -1,0 +1,189 @@
+// LayerT<T>: the base of every layer, and ParameterT<T>, a named weight.
+//
+// Contract (the one sentence every layer honours): `forward(x, training)` returns
+// y = f(x) in a buffer the layer owns and remembers a view of x; `backward(dy)`
+// receives dL/dy for that same forward call, ADDS dL/dparams into each trainable
+// parameter's `grad`, and WRITES dL/dx into a layer-owned buffer that it returns
+// (skipped, returning an empty tensor, when need_input_grad is false).
+// The caller keeps x alive between forward and backward (Sequential does).
+//
+// Shapes given to `build` and returned by `output_shape` exclude the batch
+// dimension, as in Keras' (None, ...): a Conv2D built on (96, 96, 3) accepts any
+// batch of 96x96x3 images. Buffers are resized per call and reallocate only when
+// they grow, so a training loop allocates in its first step only.
+//
+// A frozen layer (trainable == false) runs in inference mode, adds no gradients,
+// and still propagates dL/dx when asked, so layers before it can train.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/shape.hpp"
+#include "../core/tensor.hpp"
+
+namespace minicnn {
+
+template <typename T>
+struct ParameterT {
+  std::string name;       // "<layer>/<weight>", e.g. "block_3_depthwise/depthwise_kernel"
+  Tensor<T> value;
+  Tensor<T> grad;         // same shape as value when the parameter can train, else empty
+  bool trainable = true;  // false when the owning layer is frozen, and always for state
+  bool is_state = false;  // BatchNormalization moving statistics: updated by forward, not by optimizers
+
+  ParameterT() = default;
+  ParameterT(std::string n, const Shape& shape, bool state = false)
+      : name(std::move(n)), value(shape, T(0)), trainable(!state), is_state(state) {
+    if (!state) grad = Tensor<T>(shape, T(0));
+  }
+  void zero_grad() { grad.zero(); }
+};
+
+// One row of a Keras-style summary table.
+struct SummaryRow {
+  std::string name, type;
+  Shape output_shape;  // without batch
+  int64_t params = 0;
+  int depth = 0;
+};
+
+template <typename T>
+class LayerT {
+ public:
+  explicit LayerT(std::string name) : name_(std::move(name)) {}
+  virtual ~LayerT() = default;
+  LayerT(const LayerT&) = delete;
+  LayerT& operator=(const LayerT&) = delete;
+
+  const std::string& name() const { return name_; }
+  // Keras class name: "Conv2D", "BatchNormalization", ...
+  virtual std::string type() const = 0;
+
+  // Validates `input_shape` (no batch dimension), creates parameters, returns the output shape.
+  // Building again on the same shape is a no-op; on another shape it is an error
+  // once parameters exist (their shapes would change).
+  Shape build(const Shape& input_shape) {
+    if (built_) {
+      if (input_shape != input_shape_)
+        throw ShapeError(type() + " '" + name_ + "': already built for input " +
+                         input_shape_.str() + ", cannot rebuild for " + input_shape.str());
+      return output_shape_;
+    }
+    for (int i = 0; i < input_shape.rank(); ++i)
+      if (input_shape[i] == 0)
+        throw ShapeError(type() + " '" + name_ + "': input shape " + input_shape.str() +
+                         " has a zero-sized dimension");
+    output_shape_ = build_impl(input_shape);
+    input_shape_ = input_shape;
+    built_ = true;
+    return output_shape_;
+  }
+  bool built() const { return built_; }
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return output_shape_; }
+
+  // y = f(x); x has shape (N, input_shape...). Builds on first use if needed.
+  const Tensor<T>& forward(ConstView<T> x, bool training = false) {
+    if (x.rank() == 0)
+      throw ShapeError(type() + " '" + name_ + "': input is a scalar, expected a batch");
+    if (!built_) build(x.shape().sample());
+    check_input(x.shape());
+    input_ = x;
+    last_training_ = training;
+    return forward_impl(x, training);
+  }
+  // See the contract at the top of this file.
+  const Tensor<T>& backward(ConstView<T> dy, bool need_input_grad = true) {
+    if (!built_) throw Error(type() + " '" + name_ + "': backward called before forward");
+    Shape expect = output_shape_.with_leading(input_.shape()[0]);
+    if (dy.shape() != expect)
+      throw ShapeError(type() + " '" + name_ + "': gradient has shape " + dy.shape().str() +
+                       ", expected " + expect.str() + " (the output of the last forward)");
+    return backward_impl(dy, need_input_grad);
+  }
+
+  // This layer's parameters and those of its children (containers), model order.
+  virtual std::vector<ParameterT<T>*> parameters() {
+    std::vector<ParameterT<T>*> out;
+    for (auto& p : params_) out.push_back(p.get());
+    return out;
+  }
+  // Direct children (containers only).
+  virtual std::vector<LayerT<T>*> children() { return {}; }
+
+  bool trainable() const { return trainable_; }
+  // Freezing a layer makes all its parameters (and its children's) non-trainable
+  // and switches it to inference mode.
+  virtual void set_trainable(bool t) {
+    trainable_ = t;
+    for (auto& p : params_) {
+      if (p->is_state) continue;
+      p->trainable = t;
+      if (t && p->grad.shape() != p->value.shape()) p->grad = Tensor<T>(p->value.shape(), T(0));
+    }
+  }
+  void zero_grad() {
+    for (auto* p : parameters())
+      if (p->trainable) p->zero_grad();
+  }
+  int64_t count_params(bool trainable_only) {
+    int64_t n = 0;
+    for (auto* p : parameters())
+      if (!trainable_only || p->trainable) n += p->value.size();
+    return n;
+  }
+  ParameterT<T>* find_parameter(const std::string& full_name) {
+    for (auto* p : parameters())
+      if (p->name == full_name) return p;
+    return nullptr;
+  }
+
+  // Rows for summary(): containers expand to their children.
+  virtual void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) {
+    int64_t n = 0;
+    for (auto& p : params_) n += p->value.size();
+    rows.push_back({name_, type(), output_shape_, n, depth});
+  }
+
+ protected:
+  virtual Shape build_impl(const Shape& input_shape) = 0;
+  virtual const Tensor<T>& forward_impl(ConstView<T> x, bool training) = 0;
+  virtual const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) = 0;
+
+  ParameterT<T>& add_parameter(const std::string& weight, const Shape& shape, bool state = false) {
+    params_.push_back(std::make_unique<ParameterT<T>>(name_ + "/" + weight, shape, state));
+    if (!trainable_ && !state) {
+      params_.back()->trainable = false;
+      params_.back()->grad = Tensor<T>();
+    }
+    return *params_.back();
+  }
+  void check_input(const Shape& s) const {
+    bool ok = s.rank() == input_shape_.rank() + 1;
+    for (int i = 0; ok && i < input_shape_.rank(); ++i) ok = s[i + 1] == input_shape_[i];
+    if (!ok)
+      throw ShapeError(type() + " '" + name_ + "': input has shape " + s.str() + ", expected " +
+                       input_shape_.batched_str());
+    if (s[0] == 0) throw ShapeError(type() + " '" + name_ + "': input batch is empty " + s.str());
+  }
+  // Whether this call should behave as in training (frozen layers never do).
+  bool training_mode(bool training) const { return training && trainable_; }
+
+  std::string name_;
+  std::vector<std::unique_ptr<ParameterT<T>>> params_;
+  bool trainable_ = true;
+  bool built_ = false;
+  bool last_training_ = false;
+  Shape input_shape_, output_shape_;
+  ConstView<T> input_;  // the x of the last forward
+  Tensor<T> output_;    // y
+  Tensor<T> dinput_;    // dL/dx
+  Tensor<T> empty_;
+};
+
+using Layer = LayerT<float>;
+using Parameter = ParameterT<float>;
+
+}  // namespace minicnn

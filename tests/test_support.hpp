@@ -1,0 +1,164 @@
+// Helpers shared by the tests: random tensors, comparisons, the finite-difference
+// gradient checker (double precision) and the skip rule for ../shared data.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <minicnn/minicnn.hpp>
+
+namespace mt {
+
+using namespace minicnn;
+
+inline std::string source_dir() { return MINICNN_SOURCE_DIR; }
+inline std::string fixtures_dir() { return source_dir() + "/tests/fixtures"; }
+inline std::string shared_dir() {
+  if (const char* e = std::getenv("MINICNN_SHARED_DIR")) return e;
+  return MINICNN_SHARED_DIR;
+}
+inline std::string bin_dir() { return MINICNN_BIN_DIR; }
+
+// Tests that read ../shared call this first. ctest runs each test case in its own
+// process and treats exit code 77 as "skipped", so a user's clone without ../shared
+// sees the test listed as skipped, with this message in its output.
+inline void require_shared(const std::string& rel) {
+  std::string p = shared_dir() + "/" + rel;
+  if (!std::filesystem::exists(p)) {
+    std::printf("SKIPPED: %s not found (the ../shared data is absent in this checkout)\n", p.c_str());
+    std::fflush(stdout);
+    std::_Exit(77);
+  }
+}
+
+template <typename T>
+Tensor<T> random_tensor(const Shape& s, Rng& rng, double lo = -1.0, double hi = 1.0) {
+  Tensor<T> t(s);
+  for (int64_t i = 0; i < t.size(); ++i) t[i] = static_cast<T>(rng.uniform(lo, hi));
+  return t;
+}
+
+template <typename A, typename B>
+double max_abs_diff(const A& a, const B& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (int64_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])));
+  return m;
+}
+// max |a-b| / max(|b|, floor): relative where values are large, absolute near zero.
+template <typename A, typename B>
+double max_rel_diff(const A& a, const B& b, double floor = 1e-3) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (int64_t i = 0; i < a.size(); ++i)
+    m = std::max(m, std::abs(double(a[i]) - double(b[i])) / std::max(std::abs(double(b[i])), floor));
+  return m;
+}
+
+// ||a - n|| / max(||a|| + ||n||, tiny): relative error of a whole gradient tensor.
+inline double rel_error(const std::vector<double>& a, const std::vector<double>& n) {
+  double d = 0, na = 0, nn = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d += (a[i] - n[i]) * (a[i] - n[i]);
+    na += a[i] * a[i];
+    nn += n[i] * n[i];
+  }
+  double denom = std::sqrt(na) + std::sqrt(nn);
+  return denom < 1e-300 ? 0.0 : std::sqrt(d) / denom;
+}
+
+struct GradCheckResult {
+  double input_error = 0;   // relative error of dL/dx
+  double param_error = 0;   // worst relative error over parameters
+  std::string worst_param;
+  double worst() const { return std::max(input_error, param_error); }
+};
+
+// Worst error seen by any gradient check in this process (printed by tests).
+inline double& worst_gradcheck_error() {
+  static double w = 0;
+  return w;
+}
+
+// Finite-difference check of layer.backward against L = sum(forward(x) * r) for a
+// fixed random r. Central differences with step h in double precision. `before_forward`
+// runs before every forward (e.g. to reseed Dropout so every call draws the same mask).
+// At most max_points entries per tensor are probed (spread evenly) to keep it fast.
+inline GradCheckResult check_gradients(LayerT<double>& layer, TensorD x, bool training = true,
+                                       uint64_t seed = 1, double h = 1e-6, int64_t max_points = 400,
+                                       std::function<void()> before_forward = {}) {
+  Rng rng(seed);
+  auto run = [&](const TensorD& in) -> const TensorD& {
+    if (before_forward) before_forward();
+    return layer.forward(in, training);
+  };
+  const TensorD& y0 = run(x);
+  TensorD r = random_tensor<double>(y0.shape(), rng);
+  auto loss = [&](const TensorD& in) {
+    const TensorD& y = run(in);
+    double s = 0;
+    for (int64_t i = 0; i < y.size(); ++i) s += y[i] * r[i];
+    return s;
+  };
+  run(x);
+  layer.zero_grad();
+  TensorD dx = layer.backward(r, true);
+  // Snapshot analytic parameter gradients before numeric probing touches anything.
+  std::vector<ParameterT<double>*> params;
+  std::vector<TensorD> analytic;
+  for (auto* p : layer.parameters())
+    if (p->trainable) {
+      params.push_back(p);
+      analytic.push_back(p->grad);
+    }
+
+  auto probe = [&](double* data, int64_t n, const TensorD& grad, const TensorD& in) {
+    std::vector<double> a, num;
+    int64_t step = std::max<int64_t>(1, n / max_points);
+    for (int64_t i = 0; i < n; i += step) {
+      double old = data[i];
+      data[i] = old + h;
+      double lp = loss(in);
+      data[i] = old - h;
+      double lm = loss(in);
+      data[i] = old;
+      a.push_back(grad[i]);
+      num.push_back((lp - lm) / (2 * h));
+    }
+    return rel_error(a, num);
+  };
+  GradCheckResult res;
+  res.input_error = probe(x.data(), x.size(), dx, x);
+  for (size_t k = 0; k < params.size(); ++k) {
+    double e = probe(params[k]->value.data(), params[k]->value.size(), analytic[k], x);
+    if (e >= res.param_error) {
+      res.param_error = e;
+      res.worst_param = params[k]->name;
+    }
+  }
+  worst_gradcheck_error() = std::max(worst_gradcheck_error(), res.worst());
+  MESSAGE(layer.type() << " '" << layer.name() << "' gradcheck: dx rel err " << res.input_error
+                       << ", worst param rel err " << res.param_error << " (" << res.worst_param << ")");
+  return res;
+}
+
+// Asserts that `fn` throws minicnn::Error whose message contains every fragment.
+template <typename F>
+void check_throws_with(F&& fn, std::initializer_list<std::string> fragments) {
+  try {
+    fn();
+    FAIL("expected an exception");
+  } catch (const minicnn::Error& e) {
+    std::string msg = e.what();
+    for (const auto& f : fragments)
+      CHECK_MESSAGE(msg.find(f) != std::string::npos, "message '" << msg << "' lacks '" << f << "'");
+  }
+}
+
+}  // namespace mt
