@@ -9,4 +9,5 @@
 #include "io/npy.hpp"
 #include "kernels/activation.hpp"
 #include "kernels/conv_geometry.hpp"
+#include "layers/initializers.hpp"
 #include "layers/layer.hpp"

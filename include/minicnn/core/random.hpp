@@ -40,3 +40,14 @@ class Rng {
 };
 
 }  // namespace minicnn
+
+namespace minicnn {
+
+// The generator layers draw their initial weights from (Keras' global seed).
+inline Rng& global_rng() {
+  static Rng rng;
+  return rng;
+}
+inline void set_global_seed(uint64_t seed) { global_rng().seed(seed); }
+
+}  // namespace minicnn
