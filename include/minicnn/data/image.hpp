@@ -1,0 +1,191 @@
+// Images as 8-bit RGB, row-major HWC (the layout decoders produce and NHWC
+// tensors use). Decoding through stb_image (JPEG, PNG, BMP, GIF, TGA, PSD, PNM),
+// PIL-compatible antialiased bilinear resizing, and the input preprocessing of
+// the Keras MobileNetV2 weights.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/tensor.hpp"
+#include "../io/npy.hpp"
+#include "stb_image_impl.hpp"
+
+namespace minicnn {
+
+struct Image {
+  int width = 0, height = 0;
+  std::vector<uint8_t> pixels;  // height * width * 3, RGB
+  uint8_t* row(int y) { return pixels.data() + static_cast<size_t>(y) * width * 3; }
+  const uint8_t* row(int y) const { return pixels.data() + static_cast<size_t>(y) * width * 3; }
+};
+
+// Largest image we agree to decode: 100 megapixels (a 30000x30000 image would
+// need 2.7 GB before resizing; such a file is almost certainly an attack or an error).
+inline constexpr int64_t kMaxImagePixels = 100'000'000;
+
+inline Image decode_image_memory(const std::vector<char>& bytes, const std::string& where) {
+  if (bytes.empty()) throw FormatError("image " + where + ": file is empty");
+  if (bytes.size() > static_cast<size_t>(INT32_MAX))
+    throw FormatError("image " + where + ": file larger than 2 GB");
+  auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
+  int len = static_cast<int>(bytes.size());
+  int w = 0, h = 0, comp = 0;
+  if (!stbi_info_from_memory(buf, len, &w, &h, &comp))
+    throw FormatError("image " + where + ": not a decodable image (" + stbi_failure_reason() +
+                      "); expected JPEG, PNG, BMP, GIF, TGA, PSD or PNM");
+  if (w <= 0 || h <= 0)
+    throw FormatError("image " + where + ": has size " + std::to_string(w) + "x" +
+                      std::to_string(h) + ", expected at least 1x1");
+  if (static_cast<int64_t>(w) * h > kMaxImagePixels)
+    throw FormatError("image " + where + ": is " + std::to_string(w) + "x" + std::to_string(h) +
+                      " pixels, more than the limit of " + std::to_string(kMaxImagePixels) +
+                      " pixels");
+  int ch = 0;
+  stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);
+  if (!data)
+    throw FormatError("image " + where + ": decoding failed (" + stbi_failure_reason() + ")");
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.pixels.assign(data, data + static_cast<size_t>(w) * h * 3);
+  stbi_image_free(data);
+  return img;
+}
+
+inline Image decode_image(const std::string& path) {
+  return decode_image_memory(read_file_bytes(path), "'" + path + "'");
+}
+
+namespace detail {
+// Filter weights of one output axis, exactly as PIL's Resample.c computes them for
+// the bilinear (triangle) filter, widened by the scale when shrinking (antialiasing),
+// and turned into 22-bit fixed point so 8-bit results match PIL bit for bit.
+struct ResampleCoeffs {
+  std::vector<int> first, count;
+  std::vector<int32_t> k;  // count_max per output
+  int kmax = 0;
+};
+inline constexpr int kResamplePrecision = 22;
+
+inline ResampleCoeffs resample_coeffs(int in_size, int out_size) {
+  ResampleCoeffs c;
+  double scale = static_cast<double>(in_size) / out_size;
+  double filterscale = scale < 1.0 ? 1.0 : scale;
+  double support = 1.0 * filterscale;
+  c.kmax = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.first.resize(out_size);
+  c.count.resize(out_size);
+  c.k.assign(static_cast<size_t>(out_size) * c.kmax, 0);
+  std::vector<double> w(c.kmax);
+  for (int xx = 0; xx < out_size; ++xx) {
+    double center = (xx + 0.5) * scale;
+    double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0;
+    for (int x = 0; x < xmax; ++x) {
+      double t = (x + xmin - center + 0.5) * ss;
+      if (t < 0) t = -t;
+      w[x] = t < 1.0 ? 1.0 - t : 0.0;
+      ww += w[x];
+    }
+    for (int x = 0; x < xmax; ++x) {
+      double v = ww != 0.0 ? w[x] / ww : 0.0;
+      c.k[static_cast<size_t>(xx) * c.kmax + x] =
+          static_cast<int32_t>(v < 0 ? -0.5 + v * (1 << kResamplePrecision)
+                                     : 0.5 + v * (1 << kResamplePrecision));
+    }
+    c.first[xx] = xmin;
+    c.count[xx] = xmax;
+  }
+  return c;
+}
+inline uint8_t clip8(int64_t v) {
+  if (v >= (int64_t(1) << kResamplePrecision << 8)) return 255;
+  if (v <= 0) return 0;
+  return static_cast<uint8_t>(v >> kResamplePrecision);
+}
+}  // namespace detail
+
+// Antialiased bilinear resize, PIL's Image.resize(..., BILINEAR): horizontal pass,
+// then vertical pass, 8-bit intermediate. This is what produced the reference inputs.
+inline Image resize_bilinear(const Image& in, int out_w, int out_h) {
+  if (out_w <= 0 || out_h <= 0)
+    throw ConfigError("resize: target size " + std::to_string(out_w) + "x" +
+                      std::to_string(out_h) + " must be positive");
+  if (in.width <= 0 || in.height <= 0) throw ShapeError("resize: input image is empty");
+  Image tmp;
+  const Image* src = &in;
+  if (out_w != in.width) {
+    auto c = detail::resample_coeffs(in.width, out_w);
+    tmp.width = out_w;
+    tmp.height = in.height;
+    tmp.pixels.resize(static_cast<size_t>(out_w) * in.height * 3);
+    for (int y = 0; y < in.height; ++y) {
+      const uint8_t* r = in.row(y);
+      uint8_t* o = tmp.row(y);
+      for (int x = 0; x < out_w; ++x) {
+        const int32_t* k = &c.k[static_cast<size_t>(x) * c.kmax];
+        for (int ch = 0; ch < 3; ++ch) {
+          int64_t ss = int64_t(1) << (detail::kResamplePrecision - 1);
+          for (int i = 0; i < c.count[x]; ++i) ss += int64_t(r[(c.first[x] + i) * 3 + ch]) * k[i];
+          o[x * 3 + ch] = detail::clip8(ss);
+        }
+      }
+    }
+    src = &tmp;
+  }
+  if (out_h == src->height) return src == &tmp ? tmp : in;
+  auto c = detail::resample_coeffs(src->height, out_h);
+  Image out;
+  out.width = src->width;
+  out.height = out_h;
+  out.pixels.resize(static_cast<size_t>(out.width) * out_h * 3);
+  const int rowlen = src->width * 3;
+  for (int y = 0; y < out_h; ++y) {
+    const int32_t* k = &c.k[static_cast<size_t>(y) * c.kmax];
+    uint8_t* o = out.row(y);
+    for (int x = 0; x < rowlen; ++x) {
+      int64_t ss = int64_t(1) << (detail::kResamplePrecision - 1);
+      for (int i = 0; i < c.count[y]; ++i) ss += int64_t(src->row(c.first[y] + i)[x]) * k[i];
+      o[x] = detail::clip8(ss);
+    }
+  }
+  return out;
+}
+
+// How pixel values become network inputs.
+enum class Preprocess {
+  Tf,    // x / 127.5 - 1: what the Keras/TF MobileNetV2 ImageNet weights were trained with
+  Unit,  // x / 255: the original notebook's rescale=1/255 (kept for comparison)
+};
+inline Preprocess preprocess_from_string(const std::string& s) {
+  if (s == "tf") return Preprocess::Tf;
+  if (s == "unit") return Preprocess::Unit;
+  throw ConfigError("preprocessing must be 'tf' (x/127.5-1) or 'unit' (x/255), got '" + s + "'");
+}
+inline std::string to_string(Preprocess p) { return p == Preprocess::Tf ? "tf" : "unit"; }
+
+inline float preprocess_value(uint8_t v, Preprocess p) {
+  return p == Preprocess::Tf ? static_cast<float>(v) / 127.5f - 1.0f : static_cast<float>(v) / 255.0f;
+}
+
+// Writes n * h * w * 3 preprocessed values (one image) at dst.
+inline void preprocess_into(const uint8_t* src, int64_t count, Preprocess p, float* dst) {
+  for (int64_t i = 0; i < count; ++i) dst[i] = preprocess_value(src[i], p);
+}
+
+// Decodes, resizes to size x size (skipped when it already has that size) and returns RGB.
+inline Image load_image_resized(const std::string& path, int width, int height) {
+  Image img = decode_image(path);
+  if (img.width == width && img.height == height) return img;
+  return resize_bilinear(img, width, height);
+}
+
+}  // namespace minicnn
