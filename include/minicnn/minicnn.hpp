@@ -6,6 +6,7 @@
 #include "core/random.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "data/image.hpp"
 #include "io/npy.hpp"
 #include "kernels/activation.hpp"
 #include "kernels/conv_geometry.hpp"
