@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Times minicnn's convolution benchmarks and PyTorch on the same MobileNetV2 layer
+shapes (96x96 input, batch 32) in one run, and prints the ratio table at 1 and 2 threads.
+
+    /usr/bin/python3 bench/compare_pytorch.py [--build build] [--threads 1 2] [--markdown out.md]
+
+The PyTorch peer is tuned the way a careful user would tune it:
+  * Debian's python3-torch uses the reference BLAS unless OpenBLAS is installed
+    (apt-get install libopenblas0-openmp); convolutions go through oneDNN either way.
+  * glibc's default malloc thresholds make PyTorch page-fault on every batch-32
+    activation; the script re-executes itself with GLIBC_TUNABLES raising them.
+  * Each shape is timed in channels_last and in NCHW; the faster one counts.
+Backward means input gradient + weight gradient (what training needs).
+Times are medians of repeated runs; ratio = PyTorch time / minicnn time (> 1: we are faster).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
+BATCH = 32
+
+# (kind, Cin, Cout, H, stride): H is the input size at a 96x96 network input.
+SHAPES = [("conv", 3, 32, 96, 2)] + [
+    ("dw", c, c, h, s) for c, h, s in [(32, 48, 1), (96, 48, 2), (144, 24, 1), (144, 24, 2), (192, 12, 1),
+                                      (192, 12, 2), (384, 6, 1), (576, 6, 1), (576, 6, 2), (960, 3, 1)]
+] + [
+    ("pw", ci, co, h, 1) for ci, co, h in [
+        (32, 16, 48), (16, 96, 48), (96, 24, 24), (24, 144, 24), (144, 24, 24), (144, 32, 12), (32, 192, 12),
+        (192, 32, 12), (192, 64, 6), (64, 384, 6), (384, 64, 6), (384, 96, 6), (96, 576, 6), (576, 96, 6),
+        (576, 160, 3), (160, 960, 3), (960, 160, 3), (960, 320, 3), (320, 1280, 3)]
+]
+
+
+def bench_name(kind, ci, co, h, s, direction):
+    if kind == "dw":
+        return f"BM_dw_{direction}/{ci}/{h}/{s}"
+    if kind == "pw":
+        return f"BM_pw_{direction}/{ci}/{co}/{h}"
+    return f"BM_conv_{direction}/{ci}/{co}/{h}/{s}"
+
+
+def run_minicnn(build, threads, reps):
+    """Median real time (us) of every benchmark, keyed by name."""
+    out = {}
+    for exe in ("bench_dwconv2d", "bench_conv2d"):
+        path = os.path.join(build, "bin", exe)
+        if not os.path.exists(path):
+            sys.exit(f"compare_pytorch: {path} not found; build with -DMINICNN_BUILD_BENCH=ON -DMINICNN_NATIVE=ON")
+        env = dict(os.environ, MINICNN_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+        res = subprocess.run([path, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
+                              "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.05"],
+                             env=env, check=True, capture_output=True, text=True)
+        for b in json.loads(res.stdout)["benchmarks"]:
+            if b.get("aggregate_name") != "median":
+                continue
+            name = b["run_name"]
+            scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
+            out[name] = b["real_time"] * scale
+    return out
+
+
+def time_torch(fn, reps, min_time=0.05):
+    for _ in range(3):
+        fn()
+    samples = []
+    for _ in range(reps):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            el = time.perf_counter() - t0
+            if el >= min_time:
+                break
+        samples.append(el / n * 1e6)
+    return statistics.median(samples)
+
+
+def run_torch(threads, reps):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    out = {}
+    for kind, ci, co, h, s in SHAPES:
+        k = 1 if kind == "pw" else 3
+        groups = ci if kind == "dw" else 1
+        w_shape = (co, 1, k, k) if kind == "dw" else (co, ci, k, k)
+        best = {"fwd": float("inf"), "bwd": float("inf")}
+        for fmt in (torch.channels_last, torch.contiguous_format):
+            x = torch.randn(BATCH, ci, h, h).to(memory_format=fmt).requires_grad_(True)
+            w = (torch.randn(*w_shape) * 0.1).to(memory_format=fmt).requires_grad_(True)
+            # TF "same" for even inputs: stride 1 pads 1 on every side, stride 2 pads bottom/right only.
+            def conv(xx):
+                if k == 3 and s == 2:
+                    xx = F.pad(xx, (0, 1, 0, 1))
+                    return F.conv2d(xx, w, stride=2, groups=groups)
+                return F.conv2d(xx, w, stride=s, padding=k // 2, groups=groups)
+            with torch.no_grad():
+                y = conv(x)
+                best["fwd"] = min(best["fwd"], time_torch(lambda: conv(x), reps))
+            y = conv(x)
+            dy = torch.randn_like(y).contiguous(memory_format=fmt)
+            # One recorded graph, replayed: times the backward pass alone.
+            best["bwd"] = min(best["bwd"], time_torch(
+                lambda: torch.autograd.grad(y, (x, w), dy, retain_graph=True), reps))
+        for d in ("fwd", "bwd"):
+            out[bench_name(kind, ci, co, h, s, d)] = best[d]
+    return out
+
+
+def main():
+    if os.environ.get("GLIBC_TUNABLES") != TUNABLES:
+        os.environ["GLIBC_TUNABLES"] = TUNABLES
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--markdown", help="also write the tables to this file")
+    ap.add_argument("--json", help="write raw timings to this file")
+    args = ap.parse_args()
+    import torch
+    lines = [f"PyTorch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}, "
+             f"batch {BATCH}, 96x96 MobileNetV2 shapes; times in us (median of {args.reps}); "
+             f"ratio = PyTorch / minicnn (>1 = minicnn faster)"]
+    raw = {}
+    for t in args.threads:
+        ours = run_minicnn(args.build, t, args.reps)
+        theirs = run_torch(t, args.reps)
+        raw[t] = {"minicnn": ours, "pytorch": theirs}
+        lines += ["", f"### {t} thread{'s' if t > 1 else ''}", "",
+                  "| layer | Cin | Cout | H | s | fwd minicnn | fwd PyTorch | fwd ratio | bwd minicnn | bwd PyTorch | bwd ratio |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        sums = {}
+        for kind, ci, co, h, s in SHAPES:
+            row = [kind, ci, co, h, s]
+            for d in ("fwd", "bwd"):
+                n = bench_name(kind, ci, co, h, s, d)
+                a, b = ours.get(n), theirs.get(n)
+                if a is None:
+                    row += ["missing", f"{b:.0f}", "-"]
+                    continue
+                row += [f"{a:.0f}", f"{b:.0f}", f"{b / a:.2f}"]
+                acc = sums.setdefault((kind, d), [0.0, 0.0, float("inf")])
+                acc[0] += a
+                acc[1] += b
+                acc[2] = min(acc[2], b / a)
+            lines.append("| " + " | ".join(str(v) for v in row) + " |")
+        lines += ["", "| kind | direction | sum minicnn (us) | sum PyTorch (us) | ratio of sums | worst shape ratio |",
+                  "|---|---|---|---|---|---|"]
+        for (kind, d), (a, b, worst) in sorted(sums.items()):
+            lines.append(f"| {kind} | {d} | {a:.0f} | {b:.0f} | {b / a:.2f} | {worst:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(raw, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
