@@ -1,0 +1,85 @@
+// ZeroPadding2DT<T>: Keras ZeroPadding2D on NHWC input (H, W, C) ->
+// (top + H + bottom, left + W + right, C). MobileNetV2 uses the asymmetric form
+// ((0, 1), (0, 1)) before stride-2 depthwise convolutions on even sizes.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "../core/parallel.hpp"
+#include "layer.hpp"
+
+namespace minicnn {
+
+template <typename T>
+class ZeroPadding2DT : public LayerT<T> {
+ public:
+  ZeroPadding2DT(std::string name, int64_t top, int64_t bottom, int64_t left, int64_t right)
+      : LayerT<T>(std::move(name)), top_(top), bottom_(bottom), left_(left), right_(right) {
+    if (top < 0 || bottom < 0 || left < 0 || right < 0)
+      throw ConfigError("ZeroPadding2D '" + this->name_ + "': padding must be >= 0, got ((" +
+                        std::to_string(top) + ", " + std::to_string(bottom) + "), (" +
+                        std::to_string(left) + ", " + std::to_string(right) + "))");
+  }
+  // Keras ZeroPadding2D(padding=p): p rows/columns on every side.
+  ZeroPadding2DT(std::string name, int64_t pad) : ZeroPadding2DT(std::move(name), pad, pad, pad, pad) {}
+  // Keras ZeroPadding2D(padding=(ph, pw)): ph rows top and bottom, pw columns left and right.
+  ZeroPadding2DT(std::string name, int64_t pad_h, int64_t pad_w)
+      : ZeroPadding2DT(std::move(name), pad_h, pad_h, pad_w, pad_w) {}
+
+  std::string type() const override { return "ZeroPadding2D"; }
+  int64_t top() const { return top_; }
+  int64_t bottom() const { return bottom_; }
+  int64_t left() const { return left_; }
+  int64_t right() const { return right_; }
+
+ protected:
+  Shape build_impl(const Shape& in) override {
+    if (in.rank() != 3)
+      throw ShapeError("ZeroPadding2D '" + this->name_ + "': input shape " + in.batched_str() +
+                       " is not (None, H, W, C)");
+    return Shape{in[0] + top_ + bottom_, in[1] + left_ + right_, in[2]};
+  }
+
+  const Tensor<T>& forward_impl(ConstView<T> x, bool) override {
+    const Shape& s = x.shape();
+    this->output_.resize(this->output_shape_.with_leading(s[0]));
+    this->output_.zero();
+    copy_rows(x.data(), this->output_.data(), s[0], s[1], s[2], s[3], /*to_padded=*/true);
+    return this->output_;
+  }
+
+  const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
+    if (!need_input_grad) return this->empty_;
+    const Shape& s = this->input_.shape();
+    this->dinput_.resize(s);
+    copy_rows(dy.data(), this->dinput_.data(), s[0], s[1], s[2], s[3], /*to_padded=*/false);
+    return this->dinput_;
+  }
+
+ private:
+  // Copies each unpadded row of W*C values between the input layout and its place
+  // inside the padded layout (forward: into it; backward: cropping out of it).
+  void copy_rows(const T* src, T* dst, int64_t n, int64_t h, int64_t w, int64_t c,
+                 bool to_padded) const {
+    const int64_t ph = h + top_ + bottom_, pw = w + left_ + right_;
+    const int64_t rows = n * h, row_len = w * c;
+    const bool par = rows * row_len > 65536 && !in_parallel();
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t b = r / h, i = r % h;
+      const int64_t padded = ((b * ph + i + top_) * pw + left_) * c;
+      const int64_t plain = r * row_len;
+      if (to_padded)
+        std::memcpy(dst + padded, src + plain, sizeof(T) * size_t(row_len));
+      else
+        std::memcpy(dst + plain, src + padded, sizeof(T) * size_t(row_len));
+    }
+  }
+
+  int64_t top_, bottom_, left_, right_;
+};
+
+using ZeroPadding2D = ZeroPadding2DT<float>;
+
+}  // namespace minicnn

@@ -1,0 +1,234 @@
+// SequentialT<T>: Keras Sequential, a chain of layers that is itself a LayerT<T>
+// (so it nests: a MobileNetV2 base inside a classifier). Each child's input is the
+// previous child's output buffer; outputs stay owned by the children.
+// backward runs the children in reverse and asks a child for dL/dx only when an
+// earlier child has trainable parameters or the caller wants dL/dx, so a frozen
+// base costs nothing in the backward pass.
+// fold_for_inference() collapses conv + BN (+ ReLU6) runs for fast inference.
+// summary() prints Keras' table, expanding containers into their layers (flat, as
+// Keras prints the functional MobileNetV2).
+#pragma once
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../layers/layer.hpp"
+#include "fold.hpp"
+
+namespace minicnn {
+
+namespace seq_detail {
+// 2257984 -> "2,257,984"
+inline std::string thousands(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return v < 0 ? "-" + out : out;
+}
+
+template <typename T>
+LayerT<T>* find_layer_in(const std::vector<LayerT<T>*>& layers, const std::string& name) {
+  for (auto* l : layers) {
+    if (l->name() == name) return l;
+    if (auto* f = find_layer_in(l->children(), name)) return f;
+  }
+  return nullptr;
+}
+
+template <typename T>
+bool has_trainable_parameters(LayerT<T>& l) {
+  for (auto* p : l.parameters())
+    if (p->trainable) return true;
+  return false;
+}
+
+// Keras' summary table (the tf.keras 2 layout), columns widened to fit long names
+// instead of truncating them.
+inline std::string format_summary(const std::string& model_name, const std::vector<SummaryRow>& rows,
+                                  int64_t total, int64_t trainable) {
+  const std::string h1 = "Layer (type)", h2 = "Output Shape", h3 = "Param #";
+  size_t w1 = 29, w2 = 26, w3 = 10;
+  for (const auto& r : rows) {
+    w1 = std::max(w1, r.name.size() + r.type.size() + 3 + 2);
+    w2 = std::max(w2, r.output_shape.batched_str().size() + 2);
+    w3 = std::max(w3, thousands(r.params).size() + 1);
+  }
+  const size_t width = w1 + w2 + w3;
+  auto cell = [](std::string s, size_t w) {
+    if (s.size() < w) s.append(w - s.size(), ' ');
+    return s;
+  };
+  auto line = [&](const std::string& a, const std::string& b, const std::string& c) {
+    std::string l = cell(a, w1) + cell(b, w2) + c;
+    while (!l.empty() && l.back() == ' ') l.pop_back();
+    return l + "\n";
+  };
+  std::string out = "Model: \"" + model_name + "\"\n";
+  out += std::string(width, '_') + "\n";
+  out += line(h1, h2, h3);
+  out += std::string(width, '=') + "\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    out += line(r.name + " (" + r.type + ")", r.output_shape.batched_str(), std::to_string(r.params));
+    out += std::string(width, i + 1 == rows.size() ? '=' : '_') + "\n";
+  }
+  if (rows.empty()) out += std::string(width, '=') + "\n";
+  out += "Total params: " + thousands(total) + "\n";
+  out += "Trainable params: " + thousands(trainable) + "\n";
+  out += "Non-trainable params: " + thousands(total - trainable) + "\n";
+  out += std::string(width, '_') + "\n";
+  return out;
+}
+}  // namespace seq_detail
+
+template <typename T>
+class SequentialT : public LayerT<T> {
+ public:
+  explicit SequentialT(std::string name = "sequential") : LayerT<T>(std::move(name)) {}
+
+  std::string type() const override { return "Sequential"; }
+
+  // Constructs L(args...) at the end of the model and returns it.
+  template <class L, class... A>
+  L& add(A&&... args) {
+    auto p = std::make_unique<L>(std::forward<A>(args)...);
+    L& ref = *p;
+    add(std::unique_ptr<LayerT<T>>(std::move(p)));
+    return ref;
+  }
+  LayerT<T>& add(std::unique_ptr<LayerT<T>> layer) {
+    if (!layer) throw ConfigError("Sequential '" + this->name_ + "': cannot add a null layer");
+    for (const std::string& n : names_in(*layer))
+      if (n == this->name_ || find_layer(n))
+        throw ConfigError("Sequential '" + this->name_ + "': a layer named '" + n +
+                          "' is already in the model; layer names must be unique");
+    layers_.push_back(std::move(layer));
+    // A built model rebuilds lazily (built children keep their shapes).
+    this->built_ = false;
+    return *layers_.back();
+  }
+
+  // Direct children, model order.
+  std::vector<LayerT<T>*> layers() const {
+    std::vector<LayerT<T>*> out;
+    for (auto& l : layers_) out.push_back(l.get());
+    return out;
+  }
+  std::vector<LayerT<T>*> children() override { return layers(); }
+  size_t size() const { return layers_.size(); }
+
+  // Searches the whole tree (children, their children, ...); null when absent.
+  LayerT<T>* find_layer(const std::string& name) const {
+    return seq_detail::find_layer_in(layers(), name);
+  }
+  LayerT<T>& layer(const std::string& name) const {
+    if (auto* l = find_layer(name)) return *l;
+    throw Error("Sequential '" + this->name_ + "': no layer named '" + name + "'");
+  }
+
+  std::vector<ParameterT<T>*> parameters() override {
+    std::vector<ParameterT<T>*> out = LayerT<T>::parameters();
+    for (auto& l : layers_)
+      for (auto* p : l->parameters()) out.push_back(p);
+    return out;
+  }
+
+  // Keras semantics: setting trainable on a container sets it on every sublayer.
+  void set_trainable(bool t) override {
+    LayerT<T>::set_trainable(t);
+    for (auto& l : layers_) l->set_trainable(t);
+  }
+
+  void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) override {
+    for (auto& l : layers_) l->summary_rows(rows, depth + 1);
+  }
+
+  // Folds each conv + BatchNormalization (+ ReLU/ReLU6) run into the convolution
+  // (models/fold.hpp), recursively; the model is inference-only afterwards.
+  void fold_for_inference() override {
+    fold_layer_sequence(layers_);
+    this->inference_only_ = true;
+  }
+
+  // Keras model.summary() text. With expand_nested=false each direct child is one
+  // row (a nested container shows its total parameter count).
+  std::string summary(bool expand_nested = true) {
+    if (!this->built_)
+      throw Error("Sequential '" + this->name_ +
+                  "': summary() needs a built model; call build(input_shape) or forward first");
+    std::vector<SummaryRow> rows;
+    for (auto& l : layers_) {
+      if (expand_nested)
+        l->summary_rows(rows, 0);
+      else
+        rows.push_back({l->name(), l->type(), l->output_shape(), l->count_params(false), 0});
+    }
+    return seq_detail::format_summary(this->name_, rows, this->count_params(false),
+                                  this->count_params(true));
+  }
+
+ protected:
+  Shape build_impl(const Shape& in) override {
+    Shape s = in;
+    for (auto& l : layers_) s = l->build(s);
+    return s;
+  }
+
+  const Tensor<T>& forward_impl(ConstView<T> x, bool training) override {
+    if (layers_.empty()) {  // identity
+      this->output_.copy_from(x);
+      return this->output_;
+    }
+    const Tensor<T>* y = nullptr;
+    ConstView<T> cur = x;
+    for (auto& l : layers_) {
+      y = &l->forward(cur, training);
+      cur = y->view();
+    }
+    return *y;
+  }
+
+  const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
+    const size_t n = layers_.size();
+    if (n == 0) {
+      if (!need_input_grad) return this->empty_;
+      this->dinput_.copy_from(dy);
+      return this->dinput_;
+    }
+    // earlier_trainable_[i]: some child before i has a trainable parameter.
+    earlier_trainable_.assign(n, false);
+    for (size_t i = 1; i < n; ++i)
+      earlier_trainable_[i] =
+          earlier_trainable_[i - 1] || seq_detail::has_trainable_parameters(*layers_[i - 1]);
+    ConstView<T> cur = dy;
+    for (size_t k = n; k-- > 0;) {
+      const bool need_dx = need_input_grad || earlier_trainable_[k];
+      if (!need_dx && !seq_detail::has_trainable_parameters(*layers_[k])) break;
+      const Tensor<T>& g = layers_[k]->backward(cur, need_dx);
+      if (!need_dx) break;  // nothing earlier needs a gradient
+      if (k == 0) return g;
+      cur = g.view();
+    }
+    return this->empty_;
+  }
+
+ private:
+  // Names of a layer and of everything inside it.
+  static std::vector<std::string> names_in(LayerT<T>& l) {
+    std::vector<std::string> out{l.name()};
+    for (auto* c : l.children())
+      for (auto& s : names_in(*c)) out.push_back(s);
+    return out;
+  }
+
+  std::vector<std::unique_ptr<LayerT<T>>> layers_;
+  std::vector<bool> earlier_trainable_;
+};
+
+using Sequential = SequentialT<float>;
+
+}  // namespace minicnn
