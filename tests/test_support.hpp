@@ -162,3 +162,32 @@ void check_throws_with(F&& fn, std::initializer_list<std::string> fragments) {
 }
 
 }  // namespace mt
+
+namespace mt {
+
+// A .mcnn converted from ../shared/weights-src by tools/keras_h5_to_mcnn.py, cached in
+// the build tree. Callers run require_shared first. The converter writes atomically,
+// so tests converting the same file in parallel cannot see a half-written one.
+// kind: "1.0" (no top), "0.35" (no top) or "1.0_top" (with the approximate top).
+inline std::string converted_weights(const std::string& kind) {
+  std::string ws = shared_dir() + "/weights-src/";
+  std::string src, extra;
+  if (kind == "1.0" || kind == "1.0_top") src = ws + "mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5";
+  else if (kind == "0.35") src = ws + "mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5";
+  else FAIL("unknown weights kind " << kind);
+  if (kind == "1.0_top")
+    extra = " --top " + ws + "mobilenet_v2_1.0_224_top_only__dequant_int8_approx.h5 --labels " + shared_dir() +
+            "/imagenet-samples/imagenet_labels_1000_keras_order.txt";
+  std::string dir = bin_dir() + "/../test-weights";
+  std::filesystem::create_directories(dir);
+  std::string out = dir + "/mobilenet_v2_" + kind + ".mcnn";
+  if (!std::filesystem::exists(out)) {
+    std::string cmd = "/usr/bin/python3 " + source_dir() + "/tools/keras_h5_to_mcnn.py " + src + " " + out + extra +
+                      " > /dev/null";
+    int rc = std::system(cmd.c_str());
+    REQUIRE_MESSAGE(rc == 0, "converter failed: " << cmd);
+  }
+  return out;
+}
+
+}  // namespace mt

@@ -90,6 +90,9 @@ class LayerT {
       throw ShapeError(type() + " '" + name_ + "': input is a scalar, expected a batch");
     if (!built_) build(x.shape().sample());
     check_input(x.shape());
+    if (training && inference_only_)
+      throw Error(type() + " '" + name_ + "': was folded for inference (BatchNormalization merged into "
+                  "convolutions); build an unfolded model to train it");
     input_ = x;
     last_training_ = training;
     return forward_impl(x, training);
@@ -140,6 +143,16 @@ class LayerT {
     return nullptr;
   }
 
+  // Prepares the layer for fast inference: containers fold each frozen
+  // BatchNormalization into the convolution before it and fuse the following ReLU /
+  // ReLU6 into that convolution's epilogue. Afterwards the layer is inference-only
+  // (its parameter set changed), and forward(training=true) is refused.
+  virtual void fold_for_inference() {
+    for (auto* c : children()) c->fold_for_inference();
+    inference_only_ = true;
+  }
+  bool inference_only() const { return inference_only_; }
+
   // Rows for summary(): containers expand to their children.
   virtual void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) {
     int64_t n = 0;
@@ -176,6 +189,7 @@ class LayerT {
   bool trainable_ = true;
   bool built_ = false;
   bool last_training_ = false;
+  bool inference_only_ = false;
   Shape input_shape_, output_shape_;
   ConstView<T> input_;  // the x of the last forward
   Tensor<T> output_;    // y

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the `mcnn` command-line tool on the real weights and photos in
+../shared: classify (decode, resize, preprocess, forward, top-5), features (.npy in,
+.npy out), inspect, bench --json, and clear errors for bad inputs.
+Exit code 77 (ctest: skipped) when ../shared is absent."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("MINICNN_BIN_DIR", os.path.join(ROOT, "build", "bin"))
+SHARED = os.environ.get("MINICNN_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
+MCNN = os.path.join(BIN, "mcnn")
+WS = os.path.join(SHARED, "weights-src")
+SAMPLES = os.path.join(SHARED, "imagenet-samples")
+failures = []
+passes = []
+
+
+def check(cond, msg):
+    print(("ok   " if cond else "FAIL ") + msg)
+    (passes if cond else failures).append(msg)
+
+
+def converted(kind):
+    """Same cache as the C++ tests (tests/test_support.hpp: converted_weights)."""
+    out_dir = os.path.join(BIN, "..", "test-weights")
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(out_dir, "mobilenet_v2_%s.mcnn" % kind)
+    if not os.path.exists(out):
+        cmd = [sys.executable, os.path.join(ROOT, "tools", "keras_h5_to_mcnn.py"),
+               os.path.join(WS, "mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5"), out]
+        if kind == "1.0_top":
+            cmd += ["--top", os.path.join(WS, "mobilenet_v2_1.0_224_top_only__dequant_int8_approx.h5"),
+                    "--labels", os.path.join(SAMPLES, "imagenet_labels_1000_keras_order.txt")]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def mcnn(*args, ok=True):
+    r = subprocess.run([MCNN, *args], capture_output=True, text=True)
+    if ok and r.returncode != 0:
+        raise SystemExit("mcnn %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr))
+    return r
+
+
+def main():
+    if not os.path.isdir(WS) or not os.path.isdir(SAMPLES):
+        print("SKIPPED: %s not found (the ../shared data is absent in this checkout)" % SHARED)
+        return 77
+    top = converted("1.0_top")
+    base = converted("1.0")
+
+    # 1. classify: the 12 photos at 224 must give the expected top-1 class.
+    rows = list(csv.DictReader(open(os.path.join(SAMPLES, "expected_labels.csv"))))
+    files = [os.path.join(SAMPLES, r["file"]) for r in rows]
+    res = json.loads(mcnn("classify", "--weights", top, "--size", "224", "--json", *files).stdout)
+    check(len(res) == 12, "classify returns one object per image")
+    hits = 0
+    print("%-30s %-8s %-8s %-7s %s" % ("photo", "expected", "top-1", "prob", "label"))
+    for r, out in zip(rows, res):
+        t = out["top"][0]
+        good = t["index"] == int(r["keras_index_0_999"])
+        hits += good
+        print("%-30s %-8s %-8d %.3f   %s%s" % (r["file"], r["keras_index_0_999"], t["index"], t["prob"],
+                                             t["label"][:40], "" if good else "   <-- WRONG"))
+        check(len(out["top"]) == 5 and all(set(x) == {"index", "label", "prob"} for x in out["top"]),
+              "top-5 entries for %s" % r["file"])
+    check(hits == 12, "top-1 correct on %d/12 photos" % hits)
+    text = mcnn("classify", "--weights", top, "--size", "224", files[0]).stdout
+    check("Egyptian cat" in text, "plain-text classify names the class")
+
+    # 2. features from the exact reference inputs match the reference features.
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (96, 224):
+            out = os.path.join(tmp, "f%d.npy" % size)
+            mcnn("features", "--weights", base, "--out", out,
+                 os.path.join(SAMPLES, "reference", "inputs_%d_uint8.npy" % size))
+            got = np.load(out)
+            want = np.load(os.path.join(SAMPLES, "reference", "feat_gap_alpha1.0_%d.npy" % size))
+            err = float(np.abs(got - want).max())
+            check(got.shape == (12, 1280) and got.dtype == np.float32 and err < 1e-4,
+                  "features @%d: shape %s, max abs diff %.2e" % (size, got.shape, err))
+
+        # 3. inspect and bench.
+        r = json.loads(mcnn("inspect", "--json", top).stdout)
+        check(len(r["tensors"]) == 262 and r["metadata"]["architecture"]["alpha"] == 1.0,
+              "inspect lists 262 tensors of alpha 1.0")
+        b = json.loads(mcnn("bench", "--weights", base, "--size", "96", "--batch", "2", "--runs", "3",
+                            "--warmup", "1", "--threads", "1", "--json").stdout)
+        check(b["images_per_sec"] > 0 and b["latency_ms"] > 0, "bench --json reports images_per_sec and latency_ms")
+
+        # 4. bad inputs: clear errors, non-zero exit.
+        junk = os.path.join(tmp, "notes.jpg")
+        open(junk, "w").write("not an image")
+        r = mcnn("classify", "--weights", top, junk, ok=False)
+        check(r.returncode != 0 and "notes.jpg" in r.stderr and "not a decodable image" in r.stderr,
+              "a text file named .jpg: " + r.stderr.strip())
+        r = mcnn("classify", "--weights", os.path.join(tmp, "missing.mcnn"), files[0], ok=False)
+        check(r.returncode != 0 and "missing.mcnn" in r.stderr, "missing weights: " + r.stderr.strip())
+        r = mcnn("classify", "--weights", base, files[0], ok=False)
+        check(r.returncode != 0 and "no classification head" in r.stderr, "no top: " + r.stderr.strip())
+        bad = os.path.join(tmp, "f32.npy")
+        np.save(bad, np.zeros((1, 8, 8, 3), np.float32))
+        r = mcnn("features", "--weights", base, "--out", os.path.join(tmp, "x.npy"), bad, ok=False)
+        check(r.returncode != 0 and "uint8" in r.stderr, "float .npy input: " + r.stderr.strip())
+
+    print("%d passed, %d failed" % (len(passes), len(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
