@@ -2,3 +2,7 @@
 // minicnn::kernels::ref. They are the specification the fast kernels in
 // kernels/*.hpp are tested against. One file per op under kernels/ref/.
 #pragma once
+#include "ref/batchnorm.hpp"
+#include "ref/conv2d.hpp"
+#include "ref/dense.hpp"
+#include "ref/dwconv2d.hpp"

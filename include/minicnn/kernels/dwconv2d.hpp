@@ -1,0 +1,837 @@
+// Fast depthwise 2-D convolution kernels, NHWC, depth_multiplier 1.
+// Same conventions as kernels/ref/dwconv2d.hpp (the specification these are tested against):
+// x (n, in_h, in_w, C), y / dy (n, out_h, out_w, C), w (k_h, k_w, C), bias (C) or null,
+// geometry (padding, possibly asymmetric) from ConvGeometry. Backward functions take
+// dy = dL/d(pre-activation); they WRITE dx and ADD into dw / db; a null pointer skips that output.
+//
+// - dwconv2d_nhwc_generic / _generic_backward: any T, kernel size and stride.
+// - dwconv2d_nhwc_3x3_s1 / _3x3_s2 (+ _backward): float only. Channels are contiguous in NHWC,
+//   so one 16-lane vector holds 16 channels of one pixel; stride 2 is then just other addresses
+//   (no gathers). The tail of C that is not a multiple of 16 uses masked loads/stores.
+//   Forward fuses bias + activation. Backward makes one pass over input rows: for each input
+//   row it writes dx and accumulates dw/db from the same dy rows while they are in L1/L2.
+// - dwconv2d_nhwc_forward / _backward: pick the fast path when it applies, else the generic one.
+//
+// Threads: OpenMP over contiguous bands of (batch, row), minicnn::num_threads() of them, and
+// serial when already inside a parallel region. Weight gradients are summed per thread and then
+// reduced in thread order, so results are deterministic for a fixed thread count.
+// Scratch (per-thread partial sums, a row of zeros standing in for padding rows) lives in
+// thread_local buffers of the calling thread that only grow: no allocation after the first call.
+// Vectors are AVX-512 intrinsics when __AVX512F__ is defined, else GCC/Clang vector
+// extensions that the compiler lowers to whatever ISA it targets.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
+#include "activation.hpp"
+#include "conv_geometry.hpp"
+
+// The vector type differs with the target ISA, so everything below lives in an inline
+// namespace named after it: translation units built with and without AVX-512 then link
+// without ODR clashes.
+
+namespace minicnn::kernels {
+#if defined(__AVX512F__)
+#define MINICNN_DW_ISA 2
+inline namespace dw_avx512 {
+#elif defined(__AVX2__) && defined(__FMA__)
+#define MINICNN_DW_ISA 1
+inline namespace dw_avx2 {
+#else
+#define MINICNN_DW_ISA 0
+inline namespace dw_portable {
+#endif
+
+namespace dw_detail {
+
+// Keeps T out of deduction so a literal nullptr works for the optional pointers.
+template <typename T>
+struct Same {
+  using type = T;
+};
+template <typename T>
+using Ptr = typename Same<T>::type*;
+
+// ---------------------------------------------------------------- threads and scratch
+
+inline int plan_threads(int64_t rows) {
+  if (in_parallel()) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), rows)));
+}
+
+// Calls f(thread, thread_count) on up to nt threads; returns how many ran (OpenMP may give fewer).
+template <class F>
+inline int run_threads(int nt, F&& f) {
+#ifdef _OPENMP
+  if (nt > 1) {
+    int used = 1;
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num(), m = omp_get_num_threads();
+      if (t == 0) used = m;
+      f(t, m);
+    }
+    return used;
+  }
+#endif
+  f(0, 1);
+  return 1;
+}
+
+inline void band(int64_t total, int t, int nt, int64_t& lo, int64_t& hi) {
+  lo = total * t / nt;
+  hi = total * (t + 1) / nt;
+}
+
+// A growable 64-byte aligned buffer. With `zeroed`, contents are zero and must stay so.
+template <typename T>
+struct Scratch {
+  std::unique_ptr<T[], detail::AlignedFree> p;
+  int64_t cap = 0;
+  T* get(int64_t n, bool zeroed = false) {
+    if (n > cap) {
+      p.reset(static_cast<T*>(detail::aligned_bytes(static_cast<std::size_t>(n) * sizeof(T))));
+      cap = n;
+      if (zeroed) std::memset(static_cast<void*>(p.get()), 0, static_cast<std::size_t>(n) * sizeof(T));
+    }
+    return p.get();
+  }
+};
+template <typename T>
+inline T* zero_row(int64_t n) {
+  thread_local Scratch<T> s;
+  return s.get(std::max<int64_t>(n, 16), true);
+}
+template <typename T>
+inline T* partial_buffer(int64_t n) {
+  thread_local Scratch<T> s;
+  return s.get(n);
+}
+// Per-thread partial sums are padded to whole cache lines to avoid false sharing.
+inline int64_t partial_stride(int64_t n) { return (n + 15) / 16 * 16; }
+
+// part[t][i] summed in thread order (into part[0]), then added to dw (first nw values) and
+// db (next C values). Flat loops so they vectorise.
+template <typename T>
+inline void reduce_partials(T* part, int64_t stride, int nt, int64_t nw, int64_t C, T* dw, T* db) {
+  T* __restrict p0 = part;
+  for (int t = 1; t < nt; ++t) {
+    const T* __restrict pt = part + t * stride;
+    for (int64_t i = 0; i < nw + C; ++i) p0[i] += pt[i];
+  }
+  if (dw)
+    for (int64_t i = 0; i < nw; ++i) dw[i] += p0[i];
+  if (db)
+    for (int64_t i = 0; i < C; ++i) db[i] += p0[nw + i];
+}
+
+// ---------------------------------------------------------------- float vectors
+// One vector holds kLanes channels of one pixel: 16 (zmm, k-mask tails) with AVX-512,
+// 8 (ymm, maskload tails) with AVX2 + FMA, 8 in portable vector extensions otherwise.
+// (ymm code on the AVX-512 machine we tuned on ran 25-40% slower than zmm, so zmm it is.)
+
+#if MINICNN_DW_ISA == 2
+using V = __m512;
+using Mask = __mmask16;
+constexpr int64_t kLanes = 16;
+inline Mask tail_mask(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
+template <bool Tail>
+inline V ld(const float* p, Mask m) {
+  if constexpr (Tail) return _mm512_maskz_loadu_ps(m, p);
+  else return (void)m, _mm512_loadu_ps(p);
+}
+template <bool Tail>
+inline void st(float* p, V v, Mask m) {
+  if constexpr (Tail) _mm512_mask_storeu_ps(p, m, v);
+  else (void)m, _mm512_storeu_ps(p, v);
+}
+inline V vzero() { return _mm512_setzero_ps(); }
+inline V vset(float a) { return _mm512_set1_ps(a); }
+inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+// The maskz forms (all lanes) dodge GCC 12's false -Wmaybe-uninitialized in _mm512_max_ps.
+inline V vmax(V a, V b) { return _mm512_maskz_max_ps(static_cast<Mask>(0xFFFF), a, b); }
+inline V vmin(V a, V b) { return _mm512_maskz_min_ps(static_cast<Mask>(0xFFFF), a, b); }
+
+#elif MINICNN_DW_ISA == 1
+using V = __m256;
+constexpr int64_t kLanes = 8;
+using Mask = __m256i;  // lane i valid when its int is -1
+inline Mask tail_mask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+template <bool Tail>
+inline V ld(const float* p, Mask m) {
+  if constexpr (Tail) return _mm256_maskload_ps(p, m);
+  else return (void)m, _mm256_loadu_ps(p);
+}
+template <bool Tail>
+inline void st(float* p, V v, Mask m) {
+  if constexpr (Tail) _mm256_maskstore_ps(p, m, v);
+  else (void)m, _mm256_storeu_ps(p, v);
+}
+inline V vzero() { return _mm256_setzero_ps(); }
+inline V vset(float a) { return _mm256_set1_ps(a); }
+inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
+inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+
+#else
+// Portable: GCC/Clang vector extensions, 8 lanes in parts the target handles natively
+// (16-byte SSE/NEON, 32-byte AVX), so values pass in registers without ABI surprises.
+#ifdef __AVX__
+constexpr int kPartBytes = 32;
+#else
+constexpr int kPartBytes = 16;
+#endif
+typedef float Part __attribute__((vector_size(kPartBytes)));
+constexpr int64_t kLanes = 8;
+constexpr int kParts = static_cast<int>(kLanes * sizeof(float)) / kPartBytes;
+struct V {
+  Part p[kParts];
+};
+using Mask = int;  // number of valid lanes in a tail vector
+inline Mask tail_mask(int64_t n) { return static_cast<Mask>(n); }
+template <bool Tail>
+inline V ld(const float* p, Mask m) {
+  V v = {};
+  std::memcpy(&v, p, Tail ? sizeof(float) * static_cast<std::size_t>(m) : sizeof(V));
+  return v;
+}
+template <bool Tail>
+inline void st(float* p, V v, Mask m) {
+  std::memcpy(p, &v, Tail ? sizeof(float) * static_cast<std::size_t>(m) : sizeof(V));
+}
+template <class F>
+inline V vmap(V a, V b, F f) {
+  V r;
+  for (int i = 0; i < kParts; ++i) r.p[i] = f(a.p[i], b.p[i]);
+  return r;
+}
+inline V vzero() { return V{}; }
+inline V vset(float a) {
+  V r;
+  for (int i = 0; i < kParts; ++i) r.p[i] = Part{} + a;
+  return r;
+}
+inline V vfma(V a, V b, V c) {
+  V r;
+  for (int i = 0; i < kParts; ++i) r.p[i] = a.p[i] * b.p[i] + c.p[i];
+  return r;
+}
+inline V vadd(V a, V b) { return vmap(a, b, [](Part x, Part y) { return x + y; }); }
+inline V vmax(V a, V b) { return vmap(a, b, [](Part x, Part y) { return x > y ? x : y; }); }
+inline V vmin(V a, V b) { return vmap(a, b, [](Part x, Part y) { return x < y ? x : y; }); }
+#endif
+
+// Out-of-image taps read this instead (selected by pointer, so edge columns stay branch-free).
+alignas(64) inline constexpr float kZeros[16] = {};
+
+// Activation as a template constant so the epilogue is branch-free.
+template <int A>
+inline V act(V v) {
+  if constexpr (A == 1) return vmax(v, vzero());
+  else if constexpr (A == 2) return vmin(vmax(v, vzero()), vset(6.f));
+  else return v;
+}
+template <class F>
+inline void with_act(Activation a, F&& f) {
+  switch (a) {
+    case Activation::ReLU: f(std::integral_constant<int, 1>{}); break;
+    case Activation::ReLU6: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 0>{}); break;
+  }
+}
+
+// Calls f(c0, integral_constant<bool, Tail>, mask) for each kLanes-channel block of C.
+template <class F>
+inline void for_channel_blocks(int64_t C, F&& f) {
+  int64_t c0 = 0;
+  for (; c0 + kLanes <= C; c0 += kLanes) f(c0, std::false_type{}, tail_mask(kLanes));
+  if (c0 < C) f(c0, std::true_type{}, tail_mask(C - c0));
+}
+
+// Output columns [lo, hi) whose 3 taps ow*S - pl + {0,1,2} all lie inside [0, in_w).
+template <int S>
+inline void interior_cols(int64_t in_w, int64_t out_w, int64_t pl, int64_t& lo, int64_t& hi) {
+  lo = std::min<int64_t>((pl + S - 1) / S, out_w);
+  int64_t last = in_w - 3 + pl;  // largest ow*S with all taps inside
+  hi = last < 0 ? 0 : std::min<int64_t>(last / S + 1, out_w);
+  if (hi < lo) hi = lo;
+}
+
+struct Cols {
+  int64_t C, in_w, out_w, pl, lo, hi;
+};
+
+// ---------------------------------------------------------------- 3x3 forward
+
+// R outputs of one row and one channel block from NR input rows (3, or 2 where padding
+// hides one). rows[kh] point at the tile's first tap column; wk holds NR rows of 3 taps.
+template <int S, int R, int A, bool Tail, int NR>
+inline void fwd_tile(const float* const* rows, int64_t C, const V* wk, V b, float* yp, Mask m) {
+  constexpr int NC = (R - 1) * S + 3;
+  V acc[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) acc[r] = b;
+#pragma GCC unroll 3
+  for (int kh = 0; kh < NR; ++kh) {
+    const float* p = rows[kh];
+#pragma GCC unroll 32
+    for (int j = 0; j < NC; ++j) {
+      const V xv = ld<Tail>(p + j * C, m);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const int kw = j - r * S;
+        if (kw >= 0 && kw < 3) acc[r] = vfma(xv, wk[kh * 3 + kw], acc[r]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) st<Tail>(yp + r * C, act<A>(acc[r]), m);
+}
+
+// Output columns [a, e) of one row and one channel block: rows / yp carry the channel offset,
+// wk the NR x 3 taps in registers. Columns whose taps leave the image take the checked path.
+template <int S, int A, bool Tail, int NR>
+inline void fwd_span(const float* const* rows, const V* wk, V b, float* yp, const Cols& g, int64_t a, int64_t e,
+                     Mask m) {
+  const int64_t C = g.C;
+  const int64_t lo = std::min(std::max(g.lo, a), e), hi = std::min(std::max(g.hi, lo), e);
+  auto checked = [&](int64_t ow) {
+    V acc = b;
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+      const int64_t iw = ow * S + kw - g.pl;
+      const bool in = iw >= 0 && iw < g.in_w;
+#pragma GCC unroll 3
+      for (int kh = 0; kh < NR; ++kh)
+        acc = vfma(ld<Tail>(in ? rows[kh] + iw * C : kZeros, m), wk[kh * 3 + kw], acc);
+    }
+    st<Tail>(yp + ow * C, act<A>(acc), m);
+  };
+  for (int64_t ow = a; ow < lo; ++ow) checked(ow);
+  int64_t ow = lo;
+  auto tile = [&](auto R_) {
+    constexpr int R = decltype(R_)::value;
+    const int64_t off = (ow * S - g.pl) * C;
+    const float* r3[NR];
+    for (int kh = 0; kh < NR; ++kh) r3[kh] = rows[kh] + off;
+    fwd_tile<S, R, A, Tail, NR>(r3, C, wk, b, yp + ow * C, m);
+    ow += R;
+  };
+  while (ow + 8 <= hi) tile(std::integral_constant<int, 8>{});
+  if (ow + 4 <= hi) tile(std::integral_constant<int, 4>{});
+  if (ow + 2 <= hi) tile(std::integral_constant<int, 2>{});
+  if (ow < hi) tile(std::integral_constant<int, 1>{});
+  for (ow = hi; ow < e; ++ow) checked(ow);
+}
+
+// One output row, in chunks of output columns; within a chunk, every channel block with its
+// 9 taps (and bias) in registers. flip: use the kernel rotated by 180 degrees (stride-1 dx is
+// this same correlation of dy with the flipped kernel). Walking all channels of a few columns
+// before moving on keeps the reads nearly sequential; against sweeping the whole row per
+// channel block it measured ~25% faster for stride 2 (whose input rows are 4x the output)
+// and the same or slightly better for stride 1, despite reloading the taps per chunk.
+template <int S>
+constexpr int64_t kFwdChunk = S == 1 ? 8 : 4;
+
+template <int S, int A, int NR>
+inline void fwd_row_rows(const float* const* rows_in, int k0, const float* w, const float* bias, bool flip,
+                         float* y, const Cols& g) {
+  // Chunks end at lo + k*chunk so the interior splits into whole tiles.
+  for (int64_t a = 0, e; a < g.out_w; a = e) {
+    e = std::min((a == 0 ? g.lo : a) + kFwdChunk<S>, g.out_w);
+    for_channel_blocks(g.C, [&](int64_t c0, auto tail, Mask m) {
+      constexpr bool Tail = decltype(tail)::value;
+      V wk[NR * 3];
+      for (int i = 0; i < NR * 3; ++i) wk[i] = ld<Tail>(w + (flip ? 8 - (k0 * 3 + i) : k0 * 3 + i) * g.C + c0, m);
+      const V b = bias ? ld<Tail>(bias + c0, m) : vzero();
+      const float* rows[NR];
+      for (int kh = 0; kh < NR; ++kh) rows[kh] = rows_in[k0 + kh] + c0;
+      fwd_span<S, A, Tail, NR>(rows, wk, b, y + c0, g, a, e, m);
+    });
+  }
+}
+
+// rows_in[kh] is an input row, or `zero` where padding hides it (only at the top or the
+// bottom, so the valid rows are consecutive); hidden rows are skipped rather than multiplied.
+template <int S, int A>
+inline void fwd_row(const float* const* rows_in, const float* zero, const float* w, const float* bias, bool flip,
+                    float* y, const Cols& g) {
+  int k0 = 0, k1 = 3;
+  while (k0 < 3 && rows_in[k0] == zero) ++k0;
+  while (k1 > k0 && rows_in[k1 - 1] == zero) --k1;
+  if (k1 - k0 == 3) fwd_row_rows<S, A, 3>(rows_in, 0, w, bias, flip, y, g);
+  else if (k1 - k0 == 2) fwd_row_rows<S, A, 2>(rows_in, k0, w, bias, flip, y, g);
+  else fwd_row_rows<S, A, 2>(rows_in, std::min(k0, 1), w, bias, flip, y, g);  // one row: pair it with a zero row
+}
+
+template <int S>
+inline void fwd_3x3(const ConvGeometry& g, const float* x, const float* w, const float* bias,
+                    Activation activation, float* y) {
+  const int64_t C = g.in_c, rows = g.n * g.out_h;
+  if (rows == 0 || g.out_w == 0 || C == 0) return;
+  const float* zero = zero_row<float>(g.in_w * C);
+  Cols cols{C, g.in_w, g.out_w, g.pad_left, 0, 0};
+  interior_cols<S>(g.in_w, g.out_w, g.pad_left, cols.lo, cols.hi);
+  const int64_t in_row = g.in_w * C, out_row = g.out_w * C;
+  with_act(activation, [&](auto A_) {
+    constexpr int A = decltype(A_)::value;
+    run_threads(plan_threads(rows), [&](int t, int nt) {
+      int64_t r0, r1;
+      band(rows, t, nt, r0, r1);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / g.out_h, oh = r % g.out_h;
+        const float* rp[3];
+        for (int kh = 0; kh < 3; ++kh) {
+          const int64_t ih = oh * S + kh - g.pad_top;
+          rp[kh] = (ih < 0 || ih >= g.in_h) ? zero : x + (n * g.in_h + ih) * in_row;
+        }
+        float* yr = y + r * out_row;
+        fwd_row<S, A>(rp, zero, w, bias, false, yr, cols);
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------- 3x3 backward
+
+// dW for one input row and one channel block, from NK (dy row, kh) pairs:
+// acc[k][kw] = sum_ow dy_k[ow] * x[ow*S + kw - pl], added into the thread's partial pw.
+// Bit k of dbmask set: pair k's dy row also goes into the bias gradient.
+// Plain loops over scalars-of-vectors so GCC keeps all accumulators in registers; with fewer
+// than 3 pairs two accumulator sets alternate to hide the FMA latency.
+template <int S, int NK, bool Tail>
+inline void dw_block(const float* xrow, const float* const* dz_in, const int* khs, unsigned dbmask,
+                     float* pw, const Cols& g, int64_t c0, Mask m, int64_t ow_a, int64_t ow_e) {
+  constexpr int NA = NK < 3 ? 2 : 1;
+  const int64_t C = g.C;
+  const float* xp = xrow + c0;
+  const float* dz[NK];
+  for (int k = 0; k < NK; ++k) dz[k] = dz_in[k] + c0;
+  V acc[NA][NK][3];
+#pragma GCC unroll 2
+  for (int a = 0; a < NA; ++a)
+#pragma GCC unroll 3
+    for (int k = 0; k < NK; ++k)
+#pragma GCC unroll 3
+      for (int kw = 0; kw < 3; ++kw) acc[a][k][kw] = vzero();
+  // Edge columns: taps outside the row read zeros.
+  auto edge = [&](int64_t ow) {
+    V xv[3];
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+      const int64_t iw = ow * S + kw - g.pl;
+      xv[kw] = ld<Tail>(iw >= 0 && iw < g.in_w ? xp + iw * C : kZeros, m);
+    }
+#pragma GCC unroll 3
+    for (int k = 0; k < NK; ++k) {
+      const V d = ld<Tail>(dz[k] + ow * C, m);
+#pragma GCC unroll 3
+      for (int kw = 0; kw < 3; ++kw) acc[0][k][kw] = vfma(d, xv[kw], acc[0][k][kw]);
+    }
+  };
+  const int64_t lo = std::min(std::max(g.lo, ow_a), ow_e), hi = std::min(std::max(g.hi, lo), ow_e);
+  for (int64_t ow = ow_a; ow < lo; ++ow) edge(ow);
+  for (int64_t ow = hi; ow < ow_e; ++ow) edge(ow);
+  // Interior columns: all three taps valid.
+  int64_t ow = lo;
+  const float* q = xp + (ow * S - g.pl) * C;
+  for (; ow + NA <= hi; ow += NA, q += NA * S * C) {
+#pragma GCC unroll 2
+    for (int a = 0; a < NA; ++a) {
+      const float* qa = q + a * S * C;
+      const V x0 = ld<Tail>(qa, m), x1 = ld<Tail>(qa + C, m), x2 = ld<Tail>(qa + 2 * C, m);
+#pragma GCC unroll 3
+      for (int k = 0; k < NK; ++k) {
+        const V d = ld<Tail>(dz[k] + (ow + a) * C, m);
+        acc[a][k][0] = vfma(d, x0, acc[a][k][0]);
+        acc[a][k][1] = vfma(d, x1, acc[a][k][1]);
+        acc[a][k][2] = vfma(d, x2, acc[a][k][2]);
+      }
+    }
+  }
+  if (ow < hi) {  // NA == 2 leftover
+    const V x0 = ld<Tail>(q, m), x1 = ld<Tail>(q + C, m), x2 = ld<Tail>(q + 2 * C, m);
+#pragma GCC unroll 3
+    for (int k = 0; k < NK; ++k) {
+      const V d = ld<Tail>(dz[k] + ow * C, m);
+      acc[0][k][0] = vfma(d, x0, acc[0][k][0]);
+      acc[0][k][1] = vfma(d, x1, acc[0][k][1]);
+      acc[0][k][2] = vfma(d, x2, acc[0][k][2]);
+    }
+  }
+#pragma GCC unroll 3
+  for (int k = 0; k < NK; ++k)
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+      V t = acc[0][k][kw];
+      if constexpr (NA == 2) t = vadd(t, acc[NA - 1][k][kw]);
+      float* p = pw + (khs[k] * 3 + kw) * C + c0;
+      st<Tail>(p, vadd(ld<Tail>(p, m), t), m);
+    }
+  for (int k = 0; k < NK; ++k) {
+    if (!((dbmask >> k) & 1u)) continue;
+    V s0 = vzero(), s1 = vzero();
+    int64_t i = ow_a;
+    for (; i + 2 <= ow_e; i += 2) {
+      s0 = vadd(s0, ld<Tail>(dz[k] + i * C, m));
+      s1 = vadd(s1, ld<Tail>(dz[k] + (i + 1) * C, m));
+    }
+    if (i < ow_e) s0 = vadd(s0, ld<Tail>(dz[k] + i * C, m));
+    float* p = pw + 9 * C + c0;
+    st<Tail>(p, vadd(ld<Tail>(p, m), vadd(s0, s1)), m);
+  }
+}
+
+// Stride-2 dx for one input row and one channel block, from NK (dy row, kh) pairs.
+// Along the row, dx[2j - pl] takes taps kw=0 (ow=j) and kw=2 (ow=j-1); dx[2j - pl + 1] takes kw=1 (ow=j).
+template <int NK, bool Tail>
+inline void dxs2_block(const float* const* dz_in, const int* khs, const float* w, float* dxrow,
+                       const Cols& g, int64_t c0, Mask m, int64_t iw_a, int64_t iw_e) {
+  const int64_t C = g.C;
+  V wk[NK][3];
+  const float* dz[NK];
+  for (int k = 0; k < NK; ++k) {
+    dz[k] = dz_in[k] + c0;
+    for (int kw = 0; kw < 3; ++kw) wk[k][kw] = ld<Tail>(w + (khs[k] * 3 + kw) * C + c0, m);
+  }
+  float* dxp = dxrow + c0;
+  auto checked = [&](int64_t iw) {
+    V acc = vzero();
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+      const int64_t t = iw + g.pl - kw;
+      const bool in = t >= 0 && !(t & 1) && (t >> 1) < g.out_w;
+#pragma GCC unroll 2
+      for (int k = 0; k < NK; ++k) acc = vfma(ld<Tail>(in ? dz[k] + (t >> 1) * C : kZeros, m), wk[k][kw], acc);
+    }
+    st<Tail>(dxp + iw * C, acc, m);
+  };
+  // Interior j: 1 <= j < out_w, and both 2j - pl and 2j - pl + 1 inside [iw_a, iw_e) (which
+  // lies inside the row).
+  const int64_t jlo = std::max<int64_t>({1, (g.pl + 1) / 2, (iw_a + g.pl + 1) / 2});
+  const int64_t lastj = iw_e - 2 + g.pl;  // 2j <= iw_e - 2 + pl
+  int64_t jhi = lastj < 0 ? 0 : std::min<int64_t>(lastj / 2 + 1, g.out_w);
+  if (jhi < jlo) jhi = jlo;
+  const int64_t iw_lo = jhi > jlo ? 2 * jlo - g.pl : iw_e;
+  const int64_t iw_hi = jhi > jlo ? 2 * jhi - g.pl : iw_e;
+  for (int64_t iw = iw_a; iw < iw_lo; ++iw) checked(iw);
+  if (jhi > jlo) {
+    V prev[NK];
+    for (int k = 0; k < NK; ++k) prev[k] = ld<Tail>(dz[k] + (jlo - 1) * C, m);
+    float* out = dxp + (2 * jlo - g.pl) * C;
+    for (int64_t j = jlo; j < jhi; ++j, out += 2 * C) {
+      V e = vzero(), o = vzero();
+#pragma GCC unroll 2
+      for (int k = 0; k < NK; ++k) {
+        const V cur = ld<Tail>(dz[k] + j * C, m);
+        e = vfma(cur, wk[k][0], vfma(prev[k], wk[k][2], e));
+        o = vfma(cur, wk[k][1], o);
+        prev[k] = cur;
+      }
+      st<Tail>(out, e, m);
+      st<Tail>(out + C, o, m);
+    }
+  }
+  for (int64_t iw = std::max(iw_hi, iw_lo); iw < iw_e; ++iw) checked(iw);
+}
+
+// One pass over input rows: row ih receives dy rows oh with oh*S = ih + pad_top - kh.
+// Each (oh, kh) pair with ih inside the image is seen exactly once, so dW is exact. The bias
+// gradient must take each dy row exactly once: from its pair with kh == 0 when that row of x
+// exists, else (top padding) from its first valid pair, which is the one with ih == 0.
+// So at ih == 0 every valid pair counts, elsewhere only kh == 0.
+// Stride 2 walks each row in chunks of 8 outputs (16 inputs), all channel blocks per chunk,
+// as the forward does (measured ~15% faster: its input rows dominate the traffic). Stride-1
+// dW sweeps whole rows per channel block: chunking it cost ~5% (the 9 partial sums are
+// reloaded per chunk) for no gain.
+constexpr int64_t kBwdChunkS2 = 8;
+
+template <int S>
+inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, const float* w, float* dx,
+                    float* dw, float* db) {
+  const int64_t C = g.in_c, rows = g.n * g.in_h;
+  if (rows == 0 || C == 0 || (!dx && !dw && !db)) return;
+  if (g.n * g.out_h * g.out_w == 0) {  // no outputs: dx is all zero, no weight gradient
+    if (dx) std::memset(static_cast<void*>(dx), 0, sizeof(float) * static_cast<std::size_t>(rows * g.in_w * C));
+    return;
+  }
+  const bool wgrad = dw || db;
+  const float* zero = zero_row<float>(std::max(g.in_w, g.out_w) * C);
+  const int nt_plan = plan_threads(rows);
+  const int64_t pstride = partial_stride(10 * C);
+  float* part = wgrad ? partial_buffer<float>(pstride * nt_plan) : nullptr;
+  Cols dwc{C, g.in_w, g.out_w, g.pad_left, 0, 0};
+  interior_cols<S>(g.in_w, g.out_w, g.pad_left, dwc.lo, dwc.hi);
+  // Stride-1 dx is a stride-1 correlation over dy with padding 2 - pad (flipped kernel).
+  Cols dxc{C, g.out_w, g.in_w, 2 - g.pad_left, 0, 0};
+  if (S == 1) interior_cols<1>(g.out_w, g.in_w, dxc.pl, dxc.lo, dxc.hi);
+  const int64_t in_row = g.in_w * C, out_row = g.out_w * C;
+
+  const int used = run_threads(nt_plan, [&](int t, int nt) {
+    float* pw = wgrad ? part + t * pstride : nullptr;
+    if (pw) std::memset(static_cast<void*>(pw), 0, sizeof(float) * static_cast<std::size_t>(10 * C));
+    int64_t r0, r1;
+    band(rows, t, nt, r0, r1);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.in_h, ih = r % g.in_h;
+      auto dyrow = [&](int64_t oh) { return (oh < 0 || oh >= g.out_h) ? zero : dy + (n * g.out_h + oh) * out_row; };
+      const float* xr = x ? x + r * in_row : nullptr;
+      float* dxr = dx ? dx + r * in_row : nullptr;
+      if constexpr (S == 1) {
+        // pairs kh = 0, 1, 2 use dy rows ih + pt - kh; the flipped correlation wants them reversed.
+        const float* pr[3] = {dyrow(ih + g.pad_top), dyrow(ih + g.pad_top - 1), dyrow(ih + g.pad_top - 2)};
+        const float* fr[3] = {pr[2], pr[1], pr[0]};
+        static constexpr int khs[3] = {0, 1, 2};
+        if (dxr) fwd_row<1, 0>(fr, zero, w, nullptr, true, dxr, dxc);
+        if (pw) {
+          // Only the pairs whose dy row exists (consecutive kh).
+          int k0 = 0, k1 = 3;
+          while (k0 < 3 && pr[k0] == zero) ++k0;
+          while (k1 > k0 && pr[k1 - 1] == zero) --k1;
+          unsigned dbm = 0;
+          if (db)
+            for (int k = k0; k < k1; ++k)
+              if (k == 0 || ih == 0) dbm |= 1u << (k - k0);
+          auto go = [&](auto NK_) {
+            constexpr int NK = decltype(NK_)::value;
+            for_channel_blocks(C, [&](int64_t c0, auto tail, Mask m) {
+              dw_block<1, NK, decltype(tail)::value>(xr, pr + k0, khs + k0, dbm, pw, dwc, c0, m, 0, g.out_w);
+            });
+          };
+          if (k1 - k0 == 3) go(std::integral_constant<int, 3>{});
+          else if (k1 - k0 == 2) go(std::integral_constant<int, 2>{});
+          else if (k1 - k0 == 1) go(std::integral_constant<int, 1>{});
+        }
+      } else {
+        const int64_t tt = ih + g.pad_top;
+        auto go = [&](auto NK_, const float* const* pr, const int* khs) {
+          constexpr int NK = decltype(NK_)::value;
+          unsigned dbm = 0;
+          if (db)
+            for (int k = 0; k < NK; ++k)
+              if (pr[k] != zero && (khs[k] == 0 || ih == 0)) dbm |= 1u << k;
+          if (dxr)
+            for (int64_t a = 0, e; a < g.in_w; a = e) {
+              e = std::min(a + 2 * kBwdChunkS2, g.in_w);
+              for_channel_blocks(C, [&](int64_t c0, auto tail, Mask m) {
+                dxs2_block<NK, decltype(tail)::value>(pr, khs, w, dxr, dwc, c0, m, a, e);
+              });
+            }
+          if (pw)
+            for (int64_t a = 0, e; a < g.out_w; a = e) {
+              e = std::min((a == 0 ? dwc.lo : a) + kBwdChunkS2, g.out_w);
+              for_channel_blocks(C, [&](int64_t c0, auto tail, Mask m) {
+                dw_block<2, NK, decltype(tail)::value>(xr, pr, khs, dbm, pw, dwc, c0, m, a, e);
+              });
+            }
+        };
+        if ((tt & 1) == 0) {
+          static constexpr int khs[2] = {0, 2};
+          const float* pr[2] = {dyrow(tt / 2), dyrow(tt / 2 - 1)};
+          // Skip a pair whose dy row is padding (first / last rows); dx is still written.
+          if (pr[0] != zero && pr[1] != zero) go(std::integral_constant<int, 2>{}, pr, khs);
+          else if (pr[0] == zero && pr[1] != zero) go(std::integral_constant<int, 1>{}, pr + 1, khs + 1);
+          else go(std::integral_constant<int, 1>{}, pr, khs);
+        } else {
+          static constexpr int khs[1] = {1};
+          const float* pr[1] = {dyrow((tt - 1) / 2)};
+          go(std::integral_constant<int, 1>{}, pr, khs);
+        }
+      }
+    }
+  });
+  if (wgrad) reduce_partials(part, pstride, used, 9 * C, C, dw, db);
+}
+
+}  // namespace dw_detail
+
+// ---------------------------------------------------------------- public kernels
+
+// Whether the float fast path handles this geometry (3x3, equal strides 1 or 2, padding < 3).
+inline bool dwconv2d_nhwc_has_fast_path(const ConvGeometry& g) {
+  return g.k_h == 3 && g.k_w == 3 && g.stride_h == g.stride_w && (g.stride_h == 1 || g.stride_h == 2) &&
+         g.pad_top >= 0 && g.pad_left >= 0 && g.pad_top <= 2 && g.pad_left <= 2;
+}
+
+// Forward, 3x3 stride 1 / stride 2, float, fused bias + activation.
+inline void dwconv2d_nhwc_3x3_s1(const ConvGeometry& g, const float* x, const float* w, const float* bias,
+                                 Activation act, float* y) {
+  dw_detail::fwd_3x3<1>(g, x, w, bias, act, y);
+}
+inline void dwconv2d_nhwc_3x3_s2(const ConvGeometry& g, const float* x, const float* w, const float* bias,
+                                 Activation act, float* y) {
+  dw_detail::fwd_3x3<2>(g, x, w, bias, act, y);
+}
+// Backward in one pass: dx (written, skipped when null), dw and db (added, skipped when null).
+inline void dwconv2d_nhwc_3x3_s1_backward(const ConvGeometry& g, const float* x, const float* dy,
+                                          const float* w, float* dx, float* dw, float* db) {
+  dw_detail::bwd_3x3<1>(g, x, dy, w, dx, dw, db);
+}
+inline void dwconv2d_nhwc_3x3_s2_backward(const ConvGeometry& g, const float* x, const float* dy,
+                                          const float* w, float* dx, float* dw, float* db) {
+  dw_detail::bwd_3x3<2>(g, x, dy, w, dx, dw, db);
+}
+inline void dwconv2d_nhwc_3x3_s1_backward_input(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  dw_detail::bwd_3x3<1>(g, nullptr, dy, w, dx, nullptr, nullptr);
+}
+inline void dwconv2d_nhwc_3x3_s2_backward_input(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  dw_detail::bwd_3x3<2>(g, nullptr, dy, w, dx, nullptr, nullptr);
+}
+inline void dwconv2d_nhwc_3x3_s1_backward_weight(const ConvGeometry& g, const float* x, const float* dy,
+                                                 float* dw, float* db) {
+  dw_detail::bwd_3x3<1>(g, x, dy, nullptr, nullptr, dw, db);
+}
+inline void dwconv2d_nhwc_3x3_s2_backward_weight(const ConvGeometry& g, const float* x, const float* dy,
+                                                 float* dw, float* db) {
+  dw_detail::bwd_3x3<2>(g, x, dy, nullptr, nullptr, dw, db);
+}
+
+// Generic forward: any T, kernel size, stride and padding. Inner loops run over contiguous
+// channels so the compiler vectorises them.
+template <typename T>
+void dwconv2d_nhwc_generic(const ConvGeometry& g, const T* x, const T* w, dw_detail::Ptr<const T> bias,
+                           Activation act, T* y) {
+  const int64_t C = g.in_c, rows = g.n * g.out_h;
+  if (rows == 0 || g.out_w == 0 || C == 0) return;
+  dw_detail::run_threads(dw_detail::plan_threads(rows), [&](int t, int nt) {
+    int64_t r0, r1;
+    dw_detail::band(rows, t, nt, r0, r1);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oh = r % g.out_h;
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        T* __restrict yp = y + (r * g.out_w + ow) * C;
+        for (int64_t c = 0; c < C; ++c) yp[c] = bias ? bias[c] : T(0);
+        for (int64_t kh = 0; kh < g.k_h; ++kh) {
+          const int64_t ih = oh * g.stride_h + kh - g.pad_top;
+          if (ih < 0 || ih >= g.in_h) continue;
+          for (int64_t kw = 0; kw < g.k_w; ++kw) {
+            const int64_t iw = ow * g.stride_w + kw - g.pad_left;
+            if (iw < 0 || iw >= g.in_w) continue;
+            const T* __restrict xp = x + ((n * g.in_h + ih) * g.in_w + iw) * C;
+            const T* __restrict wp = w + (kh * g.k_w + kw) * C;
+            for (int64_t c = 0; c < C; ++c) yp[c] += xp[c] * wp[c];
+          }
+        }
+        activate_inplace(act, yp, C);
+      }
+    }
+  });
+}
+
+// Generic backward: dx written (gather over the windows covering each input pixel),
+// dw / db added via per-thread partial sums over output rows.
+template <typename T>
+void dwconv2d_nhwc_generic_backward(const ConvGeometry& g, dw_detail::Ptr<const T> x, const T* dy, const T* w,
+                                    dw_detail::Ptr<T> dx, dw_detail::Ptr<T> dw, dw_detail::Ptr<T> db) {
+  const int64_t C = g.in_c;
+  if (C == 0 || g.n == 0) return;
+  if (dx) {
+    const int64_t rows = g.n * g.in_h;
+    dw_detail::run_threads(dw_detail::plan_threads(rows), [&](int t, int nt) {
+      int64_t r0, r1;
+      dw_detail::band(rows, t, nt, r0, r1);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / g.in_h, ih = r % g.in_h;
+        for (int64_t iw = 0; iw < g.in_w; ++iw) {
+          T* __restrict dxp = dx + (r * g.in_w + iw) * C;
+          for (int64_t c = 0; c < C; ++c) dxp[c] = T(0);
+          for (int64_t kh = 0; kh < g.k_h; ++kh) {
+            const int64_t th = ih + g.pad_top - kh;
+            if (th < 0 || th % g.stride_h) continue;
+            const int64_t oh = th / g.stride_h;
+            if (oh >= g.out_h) continue;
+            for (int64_t kw = 0; kw < g.k_w; ++kw) {
+              const int64_t tw = iw + g.pad_left - kw;
+              if (tw < 0 || tw % g.stride_w) continue;
+              const int64_t ow = tw / g.stride_w;
+              if (ow >= g.out_w) continue;
+              const T* __restrict dp = dy + ((n * g.out_h + oh) * g.out_w + ow) * C;
+              const T* __restrict wp = w + (kh * g.k_w + kw) * C;
+              for (int64_t c = 0; c < C; ++c) dxp[c] += dp[c] * wp[c];
+            }
+          }
+        }
+      }
+    });
+  }
+  if (dw || db) {
+    const int64_t rows = g.n * g.out_h, nw = g.k_h * g.k_w * C;
+    if (rows == 0 || g.out_w == 0) return;
+    const int nt_plan = dw_detail::plan_threads(rows);
+    const int64_t pstride = dw_detail::partial_stride(nw + C);
+    T* part = dw_detail::partial_buffer<T>(pstride * nt_plan);
+    const int used = dw_detail::run_threads(nt_plan, [&](int t, int nt) {
+      T* __restrict pw = part + t * pstride;
+      T* __restrict pb = pw + nw;
+      std::fill(pw, pw + nw + C, T(0));
+      int64_t r0, r1;
+      dw_detail::band(rows, t, nt, r0, r1);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / g.out_h, oh = r % g.out_h;
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const T* __restrict dp = dy + (r * g.out_w + ow) * C;
+          for (int64_t c = 0; c < C; ++c) pb[c] += dp[c];
+          for (int64_t kh = 0; kh < g.k_h; ++kh) {
+            const int64_t ih = oh * g.stride_h + kh - g.pad_top;
+            if (ih < 0 || ih >= g.in_h) continue;
+            for (int64_t kw = 0; kw < g.k_w; ++kw) {
+              const int64_t iw = ow * g.stride_w + kw - g.pad_left;
+              if (iw < 0 || iw >= g.in_w) continue;
+              const T* __restrict xp = x + ((n * g.in_h + ih) * g.in_w + iw) * C;
+              T* __restrict q = pw + (kh * g.k_w + kw) * C;
+              for (int64_t c = 0; c < C; ++c) q[c] += dp[c] * xp[c];
+            }
+          }
+        }
+      }
+    });
+    dw_detail::reduce_partials(part, pstride, used, nw, C, dw, db);
+  }
+}
+
+// Dispatch: the float 3x3 stride-1/2 fast paths where they apply, else the generic kernels.
+template <typename T>
+void dwconv2d_nhwc_forward(const ConvGeometry& g, const T* x, const T* w, dw_detail::Ptr<const T> bias,
+                           Activation act, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (dwconv2d_nhwc_has_fast_path(g)) {
+      if (g.stride_h == 1) dwconv2d_nhwc_3x3_s1(g, x, w, bias, act, y);
+      else dwconv2d_nhwc_3x3_s2(g, x, w, bias, act, y);
+      return;
+    }
+  }
+  dwconv2d_nhwc_generic<T>(g, x, w, bias, act, y);
+}
+template <typename T>
+void dwconv2d_nhwc_backward(const ConvGeometry& g, dw_detail::Ptr<const T> x, const T* dy, const T* w,
+                            dw_detail::Ptr<T> dx, dw_detail::Ptr<T> dw, dw_detail::Ptr<T> db) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (dwconv2d_nhwc_has_fast_path(g)) {
+      if (g.stride_h == 1) dwconv2d_nhwc_3x3_s1_backward(g, x, dy, w, dx, dw, db);
+      else dwconv2d_nhwc_3x3_s2_backward(g, x, dy, w, dx, dw, db);
+      return;
+    }
+  }
+  dwconv2d_nhwc_generic_backward<T>(g, x, dy, w, dx, dw, db);
+}
+
+}  // inline namespace dw_<isa>
+#undef MINICNN_DW_ISA
+}  // namespace minicnn::kernels

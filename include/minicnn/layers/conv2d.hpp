@@ -1,0 +1,148 @@
+// Conv2DT<T>: Keras' Conv2D on NHWC batches. Parameters "<name>/kernel" of shape
+// (kh, kw, in_channels, filters) (Keras HWIO) and, with use_bias, "<name>/bias" of shape
+// (filters,); glorot_uniform kernel (Keras fans), zero bias. Padding "same" is TF's
+// (asymmetric for stride 2 on even inputs). An optional activation (linear, relu,
+// relu6) is fused into the kernel's epilogue; backward takes its gradient from the
+// stored output. enable_bias() and set_activation() let BatchNormalization folding
+// turn "conv, BN, ReLU6" into one convolution.
+#pragma once
+#include <string>
+#include <utility>
+
+#include "../kernels/activation.hpp"
+#include "../kernels/conv2d.hpp"
+#include "../kernels/conv_geometry.hpp"
+#include "initializers.hpp"
+#include "layer.hpp"
+
+namespace minicnn {
+
+template <typename T>
+class Conv2DT : public LayerT<T> {
+ public:
+  Conv2DT(std::string name, int64_t filters, int64_t kernel_size, int64_t stride = 1,
+          Padding padding = Padding::Valid, bool use_bias = true,
+          Activation activation = Activation::Linear)
+      : Conv2DT(std::move(name), filters, {kernel_size, kernel_size}, {stride, stride}, padding,
+                use_bias, activation) {}
+  // Separate sizes, as DepthwiseConv2DT takes them.
+  Conv2DT(std::string name, int64_t filters, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+          int64_t stride_w, Padding padding = Padding::Valid, bool use_bias = true,
+          Activation activation = Activation::Linear)
+      : Conv2DT(std::move(name), filters, {kernel_h, kernel_w}, {stride_h, stride_w}, padding,
+                use_bias, activation) {}
+  // Separate sizes: {kh, kw}, {stride_h, stride_w}.
+  Conv2DT(std::string name, int64_t filters, std::pair<int64_t, int64_t> kernel_size,
+          std::pair<int64_t, int64_t> strides, Padding padding = Padding::Valid,
+          bool use_bias = true, Activation activation = Activation::Linear)
+      : LayerT<T>(std::move(name)),
+        filters_(filters),
+        kh_(kernel_size.first),
+        kw_(kernel_size.second),
+        sh_(strides.first),
+        sw_(strides.second),
+        padding_(padding),
+        use_bias_(use_bias),
+        activation_(activation) {
+    if (filters_ <= 0 || kh_ <= 0 || kw_ <= 0 || sh_ <= 0 || sw_ <= 0)
+      throw ConfigError("Conv2D '" + this->name_ + "': filters (" + std::to_string(filters_) +
+                        "), kernel size (" + std::to_string(kh_) + ", " + std::to_string(kw_) +
+                        ") and strides (" + std::to_string(sh_) + ", " + std::to_string(sw_) +
+                        ") must be positive");
+  }
+
+  std::string type() const override { return "Conv2D"; }
+
+  int64_t filters() const { return filters_; }
+  std::pair<int64_t, int64_t> kernel_size() const { return {kh_, kw_}; }
+  std::pair<int64_t, int64_t> strides() const { return {sh_, sw_}; }
+  Padding padding() const { return padding_; }
+  bool use_bias() const { return use_bias_; }
+  Activation activation() const { return activation_; }
+  void set_activation(Activation a) { activation_ = a; }
+
+  ParameterT<T>& kernel() {
+    if (!kernel_) throw Error("Conv2D '" + this->name_ + "': kernel() called before build");
+    return *kernel_;
+  }
+  ParameterT<T>& bias() {
+    if (!bias_)
+      throw Error("Conv2D '" + this->name_ + "': bias() called on a layer " +
+                  (use_bias_ ? "not built yet" : "without bias (use_bias=false)"));
+    return *bias_;
+  }
+  // Gives the layer a zero bias "<name>/bias" (no-op when it has one).
+  void enable_bias() {
+    if (use_bias_) return;
+    use_bias_ = true;
+    if (this->built_) bias_ = &this->add_parameter("bias", Shape{filters_});
+  }
+
+ protected:
+  Shape build_impl(const Shape& in) override {
+    if (in.rank() != 3)
+      throw ShapeError("Conv2D '" + this->name_ + "': expected input (None, height, width, channels), got " +
+                       in.batched_str());
+    int64_t pt, pb, pl, pr;
+    int64_t oh = conv_out_size(in[0], kh_, sh_, padding_, &pt, &pb);
+    int64_t ow = conv_out_size(in[1], kw_, sw_, padding_, &pl, &pr);
+    if (oh <= 0 || ow <= 0)
+      throw ShapeError("Conv2D '" + this->name_ + "': input " + in.batched_str() + " is smaller than the " +
+                       std::to_string(kh_) + "x" + std::to_string(kw_) + " kernel with padding '" +
+                       to_string(padding_) + "'; the output would be empty");
+    int64_t cin = in[2];
+    kernel_ = &this->add_parameter("kernel", Shape{kh_, kw_, cin, filters_});
+    glorot_uniform(kernel_->value, double(kh_ * kw_ * cin), double(kh_ * kw_ * filters_));
+    if (use_bias_) bias_ = &this->add_parameter("bias", Shape{filters_});
+    return Shape{oh, ow, filters_};
+  }
+
+  ConvGeometry geometry(int64_t batch) const {
+    const Shape& in = this->input_shape_;
+    return make_conv_geometry(batch, in[0], in[1], in[2], filters_, kh_, kw_, sh_, sw_, padding_);
+  }
+
+  const Tensor<T>& forward_impl(ConstView<T> x, bool /*training*/) override {
+    ConvGeometry g = geometry(x.dim(0));
+    this->output_.resize(this->output_shape_.with_leading(g.n));
+    kernels::conv2d_forward<T>(g, x.data(), kernel_->value.data(),
+                               use_bias_ ? bias_->value.data() : nullptr, activation_,
+                               this->output_.data());
+    return this->output_;
+  }
+
+  const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
+    bool param_grads = this->trainable_ && kernel_->trainable;
+    if (!param_grads && !need_input_grad) return this->empty_;
+    ConvGeometry g = geometry(dy.dim(0));
+    const T* dz = dy.data();
+    if (activation_ != Activation::Linear) {
+      dz_.resize(dy.shape());
+      kernels::activate_backward(activation_, this->output_.data(), dy.data(), dz_.data(), dy.size());
+      dz = dz_.data();
+    }
+    T* dx = nullptr;
+    if (need_input_grad) {
+      this->dinput_.resize(this->input_.shape());
+      dx = this->dinput_.data();
+    }
+    T* dw = param_grads ? kernel_->grad.data() : nullptr;
+    T* db = param_grads && use_bias_ && bias_->trainable ? bias_->grad.data() : nullptr;
+    kernels::conv2d_backward<T>(g, this->input_.data(), kernel_->value.data(), dz, dx, dw, db);
+    return need_input_grad ? this->dinput_ : this->empty_;
+  }
+
+ private:
+  int64_t filters_, kh_, kw_, sh_, sw_;
+  Padding padding_;
+  bool use_bias_;
+  Activation activation_;
+  // Owned by params_ (unique_ptr), so these stay valid as parameters are added.
+  ParameterT<T>* kernel_ = nullptr;
+  ParameterT<T>* bias_ = nullptr;
+  Tensor<T> dz_;  // dL/d(pre-activation) when the activation is not linear
+};
+
+using Conv2D = Conv2DT<float>;
+
+}  // namespace minicnn
