@@ -58,7 +58,7 @@ def run_minicnn(build, threads, reps):
         for b in json.loads(res.stdout)["benchmarks"]:
             if b.get("aggregate_name") != "median":
                 continue
-            name = b["run_name"]
+            name = b["run_name"].replace("/real_time", "")
             scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
             out[name] = b["real_time"] * scale
     return out
