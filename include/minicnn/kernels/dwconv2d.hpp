@@ -5,11 +5,16 @@
 // dy = dL/d(pre-activation); they WRITE dx and ADD into dw / db; a null pointer skips that output.
 //
 // - dwconv2d_nhwc_generic / _generic_backward: any T, kernel size and stride.
-// - dwconv2d_nhwc_3x3_s1 / _3x3_s2 (+ _backward): float only. Channels are contiguous in NHWC,
-//   so one 16-lane vector holds 16 channels of one pixel; stride 2 is then just other addresses
-//   (no gathers). The tail of C that is not a multiple of 16 uses masked loads/stores.
-//   Forward fuses bias + activation. Backward makes one pass over input rows: for each input
-//   row it writes dx and accumulates dw/db from the same dy rows while they are in L1/L2.
+// - dwconv2d_nhwc_3x3_s1 / _3x3_s2 (+ _backward, _backward_input, _backward_weight): float.
+//   Channels are contiguous in NHWC, so one vector holds that many channels of one pixel
+//   (16 with AVX-512, 8 with AVX2 or the portable fallback); stride 2 is then just other
+//   addresses (no gathers); a channel tail that does not fill a vector uses masked loads and
+//   stores. The 9 taps stay in registers while a tile of outputs is accumulated; bias and
+//   activation are applied before the single store. Rows are walked in chunks of a few
+//   columns, all channel blocks per chunk, so reads stay nearly sequential. Padding rows and
+//   columns are skipped or read from a zero vector, never branched on per element.
+//   Backward makes one pass over input rows: each input row writes its dx and adds its dW/db
+//   terms from the same dy rows while they are in cache (x and dy are read from memory once).
 // - dwconv2d_nhwc_forward / _backward: pick the fast path when it applies, else the generic one.
 //
 // Threads: OpenMP over contiguous bands of (batch, row), minicnn::num_threads() of them, and
@@ -17,8 +22,10 @@
 // reduced in thread order, so results are deterministic for a fixed thread count.
 // Scratch (per-thread partial sums, a row of zeros standing in for padding rows) lives in
 // thread_local buffers of the calling thread that only grow: no allocation after the first call.
-// Vectors are AVX-512 intrinsics when __AVX512F__ is defined, else GCC/Clang vector
-// extensions that the compiler lowers to whatever ISA it targets.
+//
+// Tried on the 2-core AVX-512 tuning machine and dropped (no gain or slower): software
+// prefetch of the next rows, 8-lane ymm code instead of zmm, and processing bands of rows
+// per channel block for L1 reuse across output rows (faster on 144@24, slower elsewhere).
 #pragma once
 #include <algorithm>
 #include <cstdint>

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <string>
 
-#include "../core/parallel.hpp"
 #include "../kernels/activation.hpp"
 #include "../kernels/conv_geometry.hpp"
 #include "../kernels/dwconv2d.hpp"
