@@ -425,3 +425,36 @@ TEST_CASE("Sequential and InvertedResidual fold BatchNormalization for inference
   CHECK(mt::max_rel_diff(y1, y0, 1.0) < 1e-4);
   mt::check_throws_with([&] { m.forward(x, true); }, {"Sequential 'foldme'", "folded"});
 }
+
+TEST_CASE("inference folding drops a ZeroPadding2D only where TF 'same' padding is exact") {
+  Rng rng(9);
+  // Even input, stride 2: TF 'same' pads (0, 1) on each axis, so (0,1,0,1) folds and
+  // (1,1,1,1) (another output grid) must stay. Odd input: 'same' pads (1, 1).
+  struct Case {
+    int64_t h, w, top, bottom, left, right;
+    bool folds;
+  };
+  for (const Case c : {Case{10, 8, 0, 1, 0, 1, true}, Case{9, 11, 1, 1, 1, 1, true},
+                       Case{10, 8, 1, 1, 1, 1, false}, Case{10, 8, 0, 1, 1, 0, false}}) {
+    CAPTURE(c.h);
+    CAPTURE(c.top);
+    Sequential m("padfold");
+    m.add<ZeroPadding2D>("stem_pad", c.top, c.bottom, c.left, c.right);
+    m.add<Conv2D>("stem", 6, 3, 2, Padding::Valid, true, Activation::ReLU6);
+    m.add<ZeroPadding2D>("dw_pad", c.top, c.bottom, c.left, c.right);
+    m.add<DepthwiseConv2D>("dw", 3, 2, Padding::Valid, true);
+    TensorF x = mt::random_tensor<float>(Shape{2, c.h, c.w, 3}, rng);
+    // The second pad sees the stem's output; it folds only if that size behaves alike.
+    const Shape mid = m.build(x.shape().sample());
+    TensorF y0 = m.forward(x, false);
+    m.fold_for_inference();
+    CHECK((m.find_layer("stem_pad") == nullptr) == c.folds);
+    auto& stem = dynamic_cast<Conv2D&>(m.layer("stem"));
+    CHECK((stem.padding() == Padding::Same) == c.folds);
+    CHECK(stem.input_shape() == (c.folds ? x.shape().sample() : Shape{c.h + c.top + c.bottom, c.w + c.left + c.right, 3}));
+    const TensorF& y1 = m.forward(x, false);
+    REQUIRE(y1.shape() == y0.shape());
+    CHECK(mt::max_rel_diff(y1, y0, 1.0) < 1e-5);
+    CHECK(m.output_shape() == mid);
+  }
+}

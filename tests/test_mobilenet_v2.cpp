@@ -134,5 +134,12 @@ TEST_CASE("folding preserves outputs on random weights and odd sizes") {
   MESSAGE("folded vs unfolded max rel diff " << err);
   CHECK(err < 1e-4);
   CHECK(b->parameters().size() < a->parameters().size());
+  // 45 is odd at every stride-2 stage but one (23 -> 12 -> 6 -> 3: 12 and 6 are even);
+  // Keras' correct_pad matches TF 'same' either way, so every ZeroPadding2D folds.
+  for (const char* pad : {"Conv1_pad", "block_1_pad", "block_3_pad", "block_6_pad", "block_13_pad"}) {
+    CAPTURE(pad);
+    CHECK(a->find_layer(pad) != nullptr);
+    CHECK(b->find_layer(pad) == nullptr);
+  }
   mt::check_throws_with([&] { b->forward(x, true); }, {"folded for inference"});
 }

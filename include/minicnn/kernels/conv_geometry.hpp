@@ -48,6 +48,18 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, Padding pad,
   return (in - k) / stride + 1;
 }
 
+// True when explicit zero padding (top, bottom, left, right) of an h x w input followed
+// by a 'valid' convolution is exactly TF 'same' padding of that input: inference
+// folding then drops the ZeroPadding2D (Keras MobileNetV2 pads before every stride-2
+// convolution, and the copy costs as much as the depthwise convolution after it).
+inline bool same_padding_equals(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  int64_t pt, pb, pl, pr;
+  conv_out_size(h, kh, sh, Padding::Same, &pt, &pb);
+  conv_out_size(w, kw, sw, Padding::Same, &pl, &pr);
+  return pt == top && pb == bottom && pl == left && pr == right;
+}
+
 inline ConvGeometry make_conv_geometry(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout,
                                        int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
                                        Padding pad) {

@@ -15,6 +15,7 @@
 // A frozen layer (trainable == false) runs in inference mode, adds no gradients,
 // and still propagates dL/dx when asked, so layers before it can train.
 #pragma once
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,15 @@
 #include "../core/tensor.hpp"
 
 namespace minicnn {
+
+// Per-layer timing (mcnn bench --profile): when set, every leaf layer (one without
+// children) reports the wall time of each forward call. Off by default; costs one
+// branch per forward.
+using ForwardObserver = void (*)(const std::string& name, const std::string& type, double seconds);
+inline ForwardObserver& forward_observer() {
+  static ForwardObserver observer = nullptr;
+  return observer;
+}
 
 template <typename T>
 struct ParameterT {
@@ -95,6 +105,12 @@ class LayerT {
                   "convolutions); build an unfolded model to train it");
     input_ = x;
     last_training_ = training;
+    if (ForwardObserver obs = forward_observer(); obs && children().empty()) {
+      auto t0 = std::chrono::steady_clock::now();
+      const Tensor<T>& y = forward_impl(x, training);
+      obs(name_, type(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      return y;
+    }
     return forward_impl(x, training);
   }
   // See the contract at the top of this file.

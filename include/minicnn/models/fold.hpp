@@ -13,6 +13,7 @@
 #include "../layers/batch_norm.hpp"
 #include "../layers/conv2d.hpp"
 #include "../layers/depthwise_conv2d.hpp"
+#include "../layers/zero_padding2d.hpp"
 
 namespace minicnn {
 
@@ -70,10 +71,32 @@ bool try_fuse_activation(LayerT<T>& prev, LayerT<T>& next) {
   return false;
 }
 
-// Folds a run of layers in place: conv+BN(+ReLU) triples collapse into the conv.
-// Layers are then folded recursively (containers fold their insides).
+// Drops `pad` when the 'valid' convolution after it can pad the same way itself
+// (TF 'same' padding). True when dropped.
+template <typename T>
+bool try_absorb_padding(LayerT<T>& pad, LayerT<T>& next) {
+  auto* zp = dynamic_cast<ZeroPadding2DT<T>*>(&pad);
+  if (!zp || !zp->built() || !next.built() || zp->output_shape() != next.input_shape()) return false;
+  const Shape& in = zp->input_shape();
+  if (auto* c = dynamic_cast<Conv2DT<T>*>(&next))
+    return c->absorb_zero_padding(in, zp->top(), zp->bottom(), zp->left(), zp->right());
+  if (auto* d = dynamic_cast<DepthwiseConv2DT<T>*>(&next))
+    return d->absorb_zero_padding(in, zp->top(), zp->bottom(), zp->left(), zp->right());
+  return false;
+}
+
+// Folds a run of layers in place: ZeroPadding2D + 'valid' convolution pairs become one
+// 'same' convolution where that is exact, conv+BN(+ReLU) triples collapse into the
+// conv. Layers are then folded recursively (containers fold their insides).
 template <typename T>
 void fold_layer_sequence(std::vector<std::unique_ptr<LayerT<T>>>& layers) {
+  for (size_t i = 0; i + 1 < layers.size();) {
+    if (try_absorb_padding(*layers[i], *layers[i + 1])) {
+      layers.erase(layers.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    ++i;
+  }
   for (size_t i = 0; i + 1 < layers.size();) {
     if (try_fold_batchnorm(*layers[i], *layers[i + 1])) {
       layers.erase(layers.begin() + static_cast<std::ptrdiff_t>(i) + 1);
