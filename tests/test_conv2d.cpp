@@ -164,6 +164,15 @@ void compare_with_reference(const KCase& c, int threads, uint64_t seed) {
     double e = scaled_rel_diff(y, yr);
     worst_kernel_error() = std::max(worst_kernel_error(), e);
     CHECK_MESSAGE(e < 1e-4, "forward " << to_string(act) << " error " << e);
+    // Weights packed once, as a layer folded for inference keeps them.
+    kernels::PackedB<float> packed;
+    packed.pack(g.k_h * g.k_w * g.in_c, g.out_c, w.data(), g.out_c, false);
+    TensorF yp(ys, 5.f);
+    kernels::conv2d_forward<float>(g, x.data(), w.data(), with_bias ? b.data() : nullptr, act, yp.data(),
+                                   &packed);
+    double ep = scaled_rel_diff(yp, yr);
+    worst_kernel_error() = std::max(worst_kernel_error(), ep);
+    CHECK_MESSAGE(ep < 1e-4, "forward (prepacked) " << to_string(act) << " error " << ep);
   }
   // backward, separately and fused; gradients are added into non-zero buffers
   TensorF dx(xs, 7.f), dw = mt::random_tensor<float>(ws, rng), db = mt::random_tensor<float>(Shape{g.out_c}, rng);
@@ -201,6 +210,11 @@ TEST_CASE("Conv2D fast kernels match the reference: pointwise shapes") {
       // few rows, many columns: threads split the columns of the GEMMs
       {2, 6, 6, 64, 150, 1, 1, 1, 1, Padding::Same},  {2, 6, 6, 64, 200, 1, 1, 1, 1, Padding::Same},
       {2, 6, 6, 200, 64, 1, 1, 1, 1, Padding::Same},
+      // fewer rows than a micro-tile (batch-1 inference on small maps): one padded tile
+      {1, 3, 3, 320, 1280, 1, 1, 1, 1, Padding::Same}, {1, 3, 3, 160, 150, 1, 1, 1, 1, Padding::Same},
+      {1, 1, 1, 64, 100, 1, 1, 1, 1, Padding::Same},   {1, 3, 4, 96, 40, 1, 1, 1, 1, Padding::Same},
+      {1, 2, 7, 40, 33, 1, 1, 1, 1, Padding::Same},    {1, 1, 5, 700, 50, 1, 1, 1, 1, Padding::Same},
+      {1, 3, 5, 17, 1, 1, 1, 1, 1, Padding::Same},
   };
   uint64_t seed = 100;
   for (int threads : {1, 2, 3})

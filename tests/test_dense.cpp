@@ -70,7 +70,8 @@ TEST_CASE("Dense fast kernels match the reference") {
   uint64_t seed = 1;
   for (int threads : {1, 2, 3})
     for (C c : {C{32, 1280, 10}, C{32, 1280, 3}, C{1, 17, 33}, C{7, 150, 1}, C{64, 33, 150},
-                C{200, 96, 40}, C{3, 3, 3}}) {
+                C{200, 96, 40}, C{3, 3, 3}, C{1, 1280, 1000}, C{9, 400, 70}, C{13, 64, 130},
+                C{5, 33, 17}}) {
       CAPTURE(threads);
       CAPTURE(c.n);
       CAPTURE(c.in);

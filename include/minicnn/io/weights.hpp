@@ -111,6 +111,10 @@ LoadReport load_weights(LayerT<T>& model, const McnnFile& file, const LoadOption
     return false;
   };
   const std::string where = file.source.empty() ? std::string("<in-memory .mcnn>") : file.source;
+  if (model.inference_only())
+    throw ConfigError(model.type() + " '" + model.name() + "': cannot load " + where +
+                      " into a model folded for inference (its BatchNormalization is merged into the "
+                      "convolutions); load the weights first, then fold");
 
   std::unordered_map<std::string, const McnnTensor*> in_file;
   for (const auto& t : file.tensors)

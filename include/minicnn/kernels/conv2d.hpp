@@ -309,21 +309,28 @@ inline void conv_direct_rows(const ConvGeometry& g, const float* x, const float*
 
 }  // namespace conv_detail
 
+// `prepacked` (optional): w already packed as PackedB (K = kh*kw*Cin rows, N = Cout
+// columns), as an inference-only layer keeps it; saves packing on every call.
 template <typename T>
 void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, Activation act,
-                    T* y) {
+                    T* y, const PackedB<T>* prepacked = nullptr) {
   using namespace conv_detail;
   const int64_t M = g.n * g.out_h * g.out_w, K = g.k_h * g.k_w * g.in_c, N = g.out_c;
   if (M == 0 || N == 0) return;
   Epilogue<T> ep{bias, act};
+  if (prepacked && (prepacked->K() != K || prepacked->N() != N))
+    throw Error("conv2d_forward: prepacked weights are " + std::to_string(prepacked->K()) + "x" +
+                std::to_string(prepacked->N()) + ", the convolution needs " + std::to_string(K) + "x" +
+                std::to_string(N));
   if (is_pointwise(g)) {
-    gemm_nn(M, N, K, x, K, w, N, y, N, false, ep);
+    if (prepacked) prepacked->multiply(M, x, K, y, N, false, ep);
+    else gemm_nn(M, N, K, x, K, w, N, y, N, false, ep);
     return;
   }
   // Worker threads must see the caller's packed weights, hence the reference.
   thread_local PackedB<T> tl_packed;
-  PackedB<T>& packed = tl_packed;
-  packed.pack(K, N, w, N, false);
+  if (!prepacked) tl_packed.pack(K, N, w, N, false);
+  const PackedB<T>& packed = prepacked ? *prepacked : tl_packed;
 #if defined(MINICNN_GEMM_AVX512)
   if constexpr (std::is_same_v<T, float>) {
     if (direct_forward_ok(g)) {

@@ -278,12 +278,19 @@ MINICNN_GEMM_INLINE void for_each_panel(int64_t nvec, F&& f) {
     f(v, static_cast<int>(rem));
   }
 }
-// Panels of the vector columns [vb, ve) (a thread's share when threads split the
-// columns), laid out as if that range were the whole matrix.
-template <typename F>
-MINICNN_GEMM_INLINE void for_each_panel_in(int64_t vb, int64_t ve, F&& f) {
-  for_each_panel(ve - vb, [&](int64_t v0, int nv) { f(vb + v0, nv); });
+// Which of `parts` threads handles the panel of vector columns [v0, v0 + nv) of nvec:
+// contiguous runs of panels, balanced by vector count (the panel's midpoint decides).
+inline int panel_owner(int64_t v0, int nv, int64_t nvec, int parts) {
+  if (parts <= 1) return 0;
+  return static_cast<int>(std::min<int64_t>(parts - 1, (2 * v0 + nv) * parts / (2 * nvec)));
 }
+// Number of panels for_each_panel makes of nvec vector columns.
+inline int64_t panel_count(int64_t nvec) {
+  int64_t n = 0;
+  for_each_panel(nvec, [&](int64_t, int) { ++n; });
+  return n;
+}
+
 // Rows per micro-tile for a panel of NV vectors: MR * NV accumulators (<= 24 of the 32
 // zmm registers) and the broadcasts of A amortised over NV FMAs each.
 template <int NV>
@@ -343,19 +350,23 @@ MINICNN_GEMM_INLINE void transpose16(__m512 r[16]) {
 
 // Packs rows [k_lo, k_hi) of B (element (k, n) at B[k*sk + n*sn]) into panels:
 // for each k-block, for each panel, kc rows of nv*16 floats, zero-padded past N.
-// Only the panels of vector columns [vb, ve) (default: all).
+// Only the panels that panel_owner gives to `part` of `parts` (default: all).
 inline void pack_b_rows(int64_t k_lo, int64_t k_hi, int64_t N, int64_t K, int64_t kc_blk,
-                        const float* B, int64_t sk, int64_t sn, float* pb, int64_t vb = 0,
-                        int64_t ve = -1) {
+                        const float* B, int64_t sk, int64_t sn, float* pb, int part = 0,
+                        int parts = 1) {
   int64_t nvec = (N + 15) / 16, npad = nvec * 16;
-  if (ve < 0) ve = nvec;
+  auto for_my_panels = [&](auto&& f) {
+    for_each_panel(nvec, [&](int64_t v0, int nv) {
+      if (panel_owner(v0, nv, nvec, parts) == part) f(v0, nv);
+    });
+  };
   if (sk == 1 && sn != 1) {
     // Transposed source (rows of B are columns in memory): 16x16 register transposes
     // keep both the reads and the writes contiguous.
     for (int64_t k0 = k_lo / kc_blk * kc_blk; k0 < k_hi; k0 += kc_blk) {
       int64_t kc = std::min(kc_blk, K - k0);
       int64_t ka = std::max(k_lo, k0), kb = std::min(k_hi, k0 + kc);
-      for_each_panel_in(vb, ve, [&](int64_t v0, int nv) {
+      for_my_panels([&](int64_t v0, int nv) {
         float* panel = pb + k0 * npad + v0 * 16 * kc;
         const int64_t w = nv * 16;
         for (int64_t k = ka; k < kb; k += 16) {
@@ -378,7 +389,7 @@ inline void pack_b_rows(int64_t k_lo, int64_t k_hi, int64_t N, int64_t K, int64_
   }
   for (int64_t k = k_lo; k < k_hi; ++k) {
     int64_t k0 = k / kc_blk * kc_blk, kc = std::min(kc_blk, K - k0);
-    for_each_panel_in(vb, ve, [&](int64_t v0, int nv) {
+    for_my_panels([&](int64_t v0, int nv) {
       float* dst = pb + k0 * npad + v0 * 16 * kc + (k - k0) * nv * 16;
       int64_t n0 = v0 * 16, w = nv * 16;
       int64_t valid = std::max<int64_t>(0, std::min(w, N - n0));
@@ -399,7 +410,11 @@ inline void pack_b_rows(int64_t k_lo, int64_t k_hi, int64_t N, int64_t K, int64_
 struct NNArgs {
   int64_t kc = 0, nseg = 1, seg_stride = 0, lda = 0, ldc = 0;
   const float* bp = nullptr;  // packed panel: nseg*kc rows of NV*16 floats
+  int64_t bstride = 0;        // floats between rows of B at bp (0: NV*16, a packed panel)
   __mmask16 mlast = 0xFFFF;   // valid columns of the panel's last vector
+  __mmask16 bmask = 0xFFFF;   // columns of B's last vector to load (B read in place)
+  bool prefetch_b = false;    // prefetch B rows ahead (small-M products, bound by reading B)
+  int64_t rows = int64_t(1) << 40;  // rows r >= rows of the tile are neither read nor written in C
   bool load_c = false;        // accumulate into C (else overwrite)
   bool epi = false;           // apply bias / activation before storing
   const float* bias = nullptr;
@@ -418,13 +433,14 @@ MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      if (p.load_c && r >= skip)
+      if (p.load_c && r >= skip && r < p.rows)
         acc[r][v] = v == NV - 1 ? _mm512_maskz_loadu_ps(mlast, c + r * ldc + 16 * v)
                                 : _mm512_loadu_ps(c + r * ldc + 16 * v);
       else
         acc[r][v] = _mm512_setzero_ps();
     }
   const float* bp = p.bp;
+  const int64_t bstep = p.bstride ? p.bstride : NV * 16;
   for (int64_t s = 0; s < p.nseg; ++s) {
     const float* as = a + s * p.seg_stride;
     for (int64_t k0 = 0; k0 < p.kc; k0 += 16) {
@@ -433,10 +449,17 @@ MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs
       for (int r = 0; r < MR; ++r)
         _mm_prefetch(reinterpret_cast<const char*>(as + (r + MR) * lda + k0), _MM_HINT_T0);
       int64_t k1 = std::min(p.kc, k0 + 16);
-      for (int64_t k = k0; k < k1; ++k, bp += NV * 16) {
+      for (int64_t k = k0; k < k1; ++k, bp += bstep) {
+        // 16 rows ahead: measured best of 8/16/32 on the batch-1 3x3-map layers (B
+        // streams from L3 there; +25-30% over the hardware prefetchers alone).
+        if (p.prefetch_b)
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v)
+            _mm_prefetch(reinterpret_cast<const char*>(bp + 16 * bstep + 16 * v), _MM_HINT_T0);
         __m512 b[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(bp + 16 * v);
+        for (int v = 0; v < NV; ++v)
+          b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(p.bmask, bp + 16 * v) : _mm512_loadu_ps(bp + 16 * v);
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) {
           __m512 av = _mm512_set1_ps(as[r * lda + k]);
@@ -472,7 +495,7 @@ MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs
   }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
-    if (r < skip) continue;
+    if (r < skip || r >= p.rows) continue;
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       if (v == NV - 1) _mm512_mask_storeu_ps(c + r * ldc + 16 * v, mlast, acc[r][v]);
@@ -508,13 +531,12 @@ MINICNN_GEMM_INLINE void dispatch_panel(int nv, F&& f) {
   }
 }
 
-// Rows [r0, r1) of C = A * packed B on the calling thread, for the panels of vector
-// columns [vb, ve) (default: all).
+// Rows [r0, r1) of C = A * packed B on the calling thread (needs r1 >= kMaxMR), for
+// the panels panel_owner gives to `part` of `parts` (default: all).
 inline void nn_rows_avx512(int64_t r0, int64_t r1, int64_t N, int64_t K, const float* A,
                            int64_t lda, const float* pb, float* C, int64_t ldc, bool accumulate,
-                           const Epilogue<float>& ep, int64_t vb = 0, int64_t ve = -1) {
+                           const Epilogue<float>& ep, int part = 0, int parts = 1) {
   const int64_t nvec = (N + 15) / 16, npad = nvec * 16, kc_blk = nn_kc(K);
-  if (ve < 0) ve = nvec;
   // Row blocks: the A block (rows x kc) stays in L2 while every panel of B passes over it.
   int64_t mc = std::max<int64_t>(kRowAlign, (256 * 1024 / (4 * std::max<int64_t>(kc_blk, 16))) /
                                                 kRowAlign * kRowAlign);
@@ -529,12 +551,91 @@ inline void nn_rows_avx512(int64_t r0, int64_t r1, int64_t N, int64_t K, const f
       bool last = k0 + p.kc == K;
       p.epi = last && ep.active();
       p.act = ep.act;
-      for_each_panel_in(vb, ve, [&](int64_t v0, int nv) {
+      for_each_panel(nvec, [&](int64_t v0, int nv) {
+        if (panel_owner(v0, nv, nvec, parts) != part) return;
         p.bp = pb + k0 * npad + v0 * 16 * p.kc;
         p.mlast = tail_mask(N - (v0 + nv - 1) * 16);
         p.bias = ep.bias ? ep.bias + v0 * 16 : nullptr;
         dispatch_panel(nv, [&](auto nvc) { nn_panel<decltype(nvc)::value>(m0, m1, A + k0, C + v0 * 16, p); });
       });
+    }
+  }
+}
+
+// ---- Fewer rows than a micro-tile (batch-1 inference on 3x3 maps, Dense on a few
+// vectors). These products are bound by reading B, so one tile covers all M rows
+// and every element of B is loaded once: A is copied into a zero-padded block of MP
+// rows (4, 8, 12 or 16) and C gets only its M rows; the columns go in chunks of 2
+// vectors (1 for 16 rows) so the MP x chunk accumulators stay in registers.
+inline int small_rows_pad(int64_t M) { return M <= 4 ? 4 : M <= 8 ? 8 : M <= 12 ? 12 : 16; }
+
+MINICNN_GEMM_INLINE void small_chunk(int mp, int w, const float* a, float* c, const NNArgs& p) {
+  switch (mp * 4 + w) {
+    case 4 * 4 + 1: ukr_nn<4, 1>(a, c, 0, p); break;
+    case 4 * 4 + 2: ukr_nn<4, 2>(a, c, 0, p); break;
+    case 8 * 4 + 1: ukr_nn<8, 1>(a, c, 0, p); break;
+    case 8 * 4 + 2: ukr_nn<8, 2>(a, c, 0, p); break;
+    case 12 * 4 + 1: ukr_nn<12, 1>(a, c, 0, p); break;
+    case 12 * 4 + 2: ukr_nn<12, 2>(a, c, 0, p); break;
+    default: ukr_nn<16, 1>(a, c, 0, p); break;
+  }
+}
+
+// C rows [0, M) (M < kMaxMR) (+)= A * B, then the epilogue, for `part` of `parts`
+// equal shares of the vector columns. B is either packed panels (pack_b_rows, K
+// blocked by nn_kc) or, with packed == false, row-major [K, N] with leading dimension
+// ldb, read in place.
+inline void nn_small_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                            const float* B, int64_t ldb, bool packed, float* C, int64_t ldc,
+                            bool accumulate, const Epilogue<float>& ep, int part = 0,
+                            int parts = 1) {
+  const int mp = small_rows_pad(M), cw = mp == 16 ? 1 : 2;
+  const int64_t nvec = (N + 15) / 16, npad = nvec * 16, kc_blk = packed ? nn_kc(K) : K;
+  float* apad = scratch<float, 7>(static_cast<std::size_t>(mp * K));
+  for (int64_t r = 0; r < mp; ++r) {
+    if (r < M) std::memcpy(apad + r * K, A + r * lda, sizeof(float) * K);
+    else std::fill(apad + r * K, apad + (r + 1) * K, 0.f);
+  }
+  for (int64_t k0 = 0; k0 < K; k0 += kc_blk) {
+    NNArgs p;
+    p.kc = std::min(kc_blk, K - k0);
+    p.lda = K;
+    p.ldc = ldc;
+    p.rows = M;
+    p.load_c = accumulate || k0 > 0;
+    p.epi = k0 + p.kc == K && ep.active();
+    p.act = ep.act;
+    // Columns [v0 + c0, v0 + c0 + w) vectors, B rows of that chunk at b (bstride apart).
+    auto chunk = [&](int64_t v, int w, const float* b) {
+      p.bp = b;
+      p.mlast = tail_mask(N - (v + w - 1) * 16);
+      p.bmask = packed ? __mmask16(0xFFFF) : p.mlast;
+      p.bias = ep.bias ? ep.bias + v * 16 : nullptr;
+      small_chunk(mp, w, apad + k0, C + v * 16, p);
+    };
+    // Threads own single vector columns (finer than panels: balance matters when a
+    // layer has only a few panels); runs of them within a panel form the chunks.
+    auto owner = [&](int64_t v) { return static_cast<int>(v * parts / nvec); };
+    auto run_chunks = [&](int64_t v0, int nv, auto&& b_of) {
+      for (int c0 = 0; c0 < nv;) {
+        const int own = owner(v0 + c0);
+        int w = 1;
+        while (w < cw && c0 + w < nv && owner(v0 + c0 + w) == own) ++w;
+        if (own == part) chunk(v0 + c0, w, b_of(c0));
+        c0 += w;
+      }
+    };
+    if (packed) {
+      for_each_panel(nvec, [&](int64_t v0, int nv) {
+        const float* panel = B + k0 * npad + v0 * 16 * p.kc;
+        p.bstride = nv * 16;
+        p.prefetch_b = true;
+        run_chunks(v0, nv, [&](int c0) { return panel + c0 * 16; });
+      });
+    } else {
+      p.bstride = ldb;
+      p.prefetch_b = true;
+      run_chunks(0, static_cast<int>(nvec), [&](int c0) { return B + k0 * ldb + c0 * 16; });
     }
   }
 }
@@ -637,6 +738,13 @@ inline double tn_cost(int64_t rows, int64_t cols) {
 
 }  // namespace gemm_detail
 
+namespace gemm_detail {
+template <typename T>
+void gemm_rowmajor(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                   int64_t ldb, bool trans_b, T* C, int64_t ldc, bool accumulate,
+                   const Epilogue<T>& ep);
+}  // namespace gemm_detail
+
 // Packed form of the B operand of gemm_nn / gemm_nt, for callers that multiply many
 // row blocks by the same B (the im2col convolution): pack once, then call
 // multiply_rows from any thread. For types without a fast kernel it only records
@@ -673,10 +781,12 @@ class PackedB {
                      const Epilogue<T>& ep = {}) const {
 #if defined(MINICNN_GEMM_AVX512)
     if constexpr (std::is_same_v<T, float>) {
-      if (M >= gemm_detail::kMaxMR && K_ > 0)
-        gemm_detail::nn_rows_avx512(0, M, N_, K_, A, lda, buf_.get(), C, ldc, accumulate, ep);
-      else
+      if (K_ <= 0)
         gemm_detail::small_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate, ep);
+      else if (M >= gemm_detail::kMaxMR)
+        gemm_detail::nn_rows_avx512(0, M, N_, K_, A, lda, buf_.get(), C, ldc, accumulate, ep);
+      else if (M > 0)
+        gemm_detail::nn_small_avx512(M, N_, K_, A, lda, buf_.get(), 0, true, C, ldc, accumulate, ep);
       return;
     } else
 #endif
@@ -685,6 +795,58 @@ class PackedB {
     } else {
       gemm_detail::small_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate, ep);
     }
+  }
+
+  // As multiply_rows, split over up to num_threads() threads: by rows when there are
+  // many, else by column panels (each thread then reads only its part of B, which
+  // for batch-1 inference on small maps is most of the traffic).
+  void multiply(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, bool accumulate,
+                const Epilogue<T>& ep = {}) const {
+    using namespace gemm_detail;
+    if (M <= 0 || N_ <= 0) return;
+#if defined(MINICNN_GEMM_AVX512)
+    if constexpr (std::is_same_v<T, float>) {
+      if (K_ <= 0) {
+        multiply_rows(M, A, lda, C, ldc, accumulate, ep);
+        return;
+      }
+      const int64_t nvec = (N_ + 15) / 16, panels = panel_count(nvec);
+      const float* pb = buf_.get();
+      const double flops = 2.0 * M * N_ * K_;
+      if (M < kMaxMR) {
+        int nt = plan_threads(flops, nvec);
+        if (nt <= 1) {
+          nn_small_avx512(M, N_, K_, A, lda, pb, 0, true, C, ldc, accumulate, ep);
+          return;
+        }
+#pragma omp parallel num_threads(nt)
+        nn_small_avx512(M, N_, K_, A, lda, pb, 0, true, C, ldc, accumulate, ep, thread_index(), nt);
+        return;
+      }
+      // Rows in blocks of at least one micro-tile each, or whole panels.
+      const bool by_columns = N_ > M && panels >= 2;
+      int nt = plan_threads(flops, by_columns ? panels : M / kMaxMR);
+      if (nt <= 1) {
+        nn_rows_avx512(0, M, N_, K_, A, lda, pb, C, ldc, accumulate, ep);
+        return;
+      }
+      if (by_columns) {
+#pragma omp parallel num_threads(nt)
+        nn_rows_avx512(0, M, N_, K_, A, lda, pb, C, ldc, accumulate, ep, thread_index(), nt);
+        return;
+      }
+      const int64_t align = M >= 4 * kRowAlign * nt ? kRowAlign : kMaxMR;
+#pragma omp parallel num_threads(nt)
+      {
+        int64_t b, e;
+        split_range(M, thread_index(), nt, align, &b, &e);
+        // The last tile of a range may start in the previous range: reads only.
+        if (e > b) nn_rows_avx512(b, e, N_, K_, A, lda, pb, C, ldc, accumulate, ep);
+      }
+      return;
+    }
+#endif
+    gemm_rowmajor(M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate, ep);
   }
 
  private:
@@ -721,10 +883,9 @@ void gemm_rowmajor(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, con
       if (M < N && nvec >= 4 * nt) {
 #pragma omp parallel num_threads(nt)
         {
-          int64_t vb, ve;
-          split_range(nvec, thread_index(), nt, 1, &vb, &ve);
-          pack_b_rows(0, K, N, K, kc_blk, B, sk, sn, pb, vb, ve);
-          nn_rows_avx512(0, M, N, K, A, lda, pb, C, ldc, accumulate, ep, vb, ve);
+          const int t = thread_index();
+          pack_b_rows(0, K, N, K, kc_blk, B, sk, sn, pb, t, nt);
+          nn_rows_avx512(0, M, N, K, A, lda, pb, C, ldc, accumulate, ep, t, nt);
         }
         return;
       }
@@ -740,6 +901,18 @@ void gemm_rowmajor(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, con
         // The last tile of a range may start in the previous range: reads only.
         if (e > b) nn_rows_avx512(b, e, N, K, A, lda, pb, C, ldc, accumulate, ep);
       }
+      return;
+    }
+    if (M < kMaxMR && !trans_b && K > 0 && 2.0 * M * N * K >= 2.0e4) {
+      // B read in place, columns split between threads.
+      const int64_t nvec = (N + 15) / 16;
+      int nt = plan_threads(2.0 * M * N * K, nvec);
+      if (nt <= 1) {
+        nn_small_avx512(M, N, K, A, lda, B, ldb, false, C, ldc, accumulate, ep);
+        return;
+      }
+#pragma omp parallel num_threads(nt)
+      nn_small_avx512(M, N, K, A, lda, B, ldb, false, C, ldc, accumulate, ep, thread_index(), nt);
       return;
     }
     small_rows(int64_t(0), M, N, K, A, lda, B, ldb, trans_b, C, ldc, accumulate, ep);

@@ -4,7 +4,9 @@
 // (asymmetric for stride 2 on even inputs). An optional activation (linear, relu,
 // relu6) is fused into the kernel's epilogue; backward takes its gradient from the
 // stored output. enable_bias() and set_activation() let BatchNormalization folding
-// turn "conv, BN, ReLU6" into one convolution.
+// turn "conv, BN, ReLU6" into one convolution. Once folded for inference the layer
+// keeps its kernel packed for the GEMM micro-kernels (a snapshot: the weights are
+// frozen from then on).
 #pragma once
 #include <string>
 #include <utility>
@@ -120,9 +122,20 @@ class Conv2DT : public LayerT<T> {
     this->output_.resize(this->output_shape_.with_leading(g.n));
     kernels::conv2d_forward<T>(g, x.data(), kernel_->value.data(),
                                use_bias_ ? bias_->value.data() : nullptr, activation_,
-                               this->output_.data());
+                               this->output_.data(), packed_valid_ ? &packed_ : nullptr);
     return this->output_;
   }
+
+ public:
+  void fold_for_inference() override {
+    LayerT<T>::fold_for_inference();
+    if (!this->built_) return;
+    const Shape& k = kernel_->value.shape();
+    packed_.pack(k[0] * k[1] * k[2], k[3], kernel_->value.data(), k[3], false);
+    packed_valid_ = true;
+  }
+
+ protected:
 
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     bool param_grads = this->trainable_ && kernel_->trainable;
@@ -154,6 +167,8 @@ class Conv2DT : public LayerT<T> {
   ParameterT<T>* kernel_ = nullptr;
   ParameterT<T>* bias_ = nullptr;
   Tensor<T> dz_;  // dL/d(pre-activation) when the activation is not linear
+  kernels::PackedB<T> packed_;  // the kernel as GEMM panels, once folded for inference
+  bool packed_valid_ = false;
 };
 
 using Conv2D = Conv2DT<float>;
