@@ -823,8 +823,9 @@ class PackedB {
         nn_small_avx512(M, N_, K_, A, lda, pb, 0, true, C, ldc, accumulate, ep, thread_index(), nt);
         return;
       }
-      // Rows in blocks of at least one micro-tile each, or whole panels.
-      const bool by_columns = N_ > M && panels >= 2;
+      // Rows in blocks of at least one micro-tile each, or whole panels: columns when
+      // B outweighs A or rows are too few to share, and the panels split evenly enough.
+      const bool by_columns = (N_ > 2 * M || M < 4 * kMaxMR) && panels >= 2;
       int nt = plan_threads(flops, by_columns ? panels : M / kMaxMR);
       if (nt <= 1) {
         nn_rows_avx512(0, M, N_, K_, A, lda, pb, C, ldc, accumulate, ep);
