@@ -2,7 +2,7 @@
 """Times minicnn's convolution benchmarks and PyTorch on the same MobileNetV2 layer
 shapes (96x96 input, batch 32) in one run, and prints the ratio table at 1 and 2 threads.
 
-    /usr/bin/python3 bench/compare_pytorch.py [--build build] [--threads 1 2] [--markdown out.md]
+    /usr/bin/python3 bench/compare_pytorch.py [--build build] [--threads 1 2] [--rounds 3] [--markdown out.md]
 
 The PyTorch peer is tuned the way a careful user would tune it:
   * Debian's python3-torch uses the reference BLAS unless OpenBLAS is installed
@@ -11,7 +11,10 @@ The PyTorch peer is tuned the way a careful user would tune it:
     activation; the script re-executes itself with GLIBC_TUNABLES raising them.
   * Each shape is timed in channels_last and in NCHW; the faster one counts.
 Backward means input gradient + weight gradient (what training needs).
-Times are medians of repeated runs; ratio = PyTorch time / minicnn time (> 1: we are faster).
+Each shape is timed by both peers back to back, the order alternating between rounds, so the
+noise of a shared machine hits both alike; a round's time is the median of repeated runs, and
+the tables give the best round and the median over rounds.
+Ratio = PyTorch time / minicnn time (> 1: we are faster).
 """
 import argparse
 import json
@@ -44,17 +47,22 @@ def bench_name(kind, ci, co, h, s, direction):
     return f"BM_conv_{direction}/{ci}/{co}/{h}/{s}"
 
 
-def run_minicnn(build, threads, reps):
-    """Median real time (us) of every benchmark, keyed by name."""
+def run_minicnn(build, threads, reps, shape=None):
+    """Median real time (us) of each benchmark (all, or the fwd/bwd pair of one shape), by name."""
     out = {}
     for exe in ("bench_dwconv2d", "bench_conv2d"):
+        if shape is not None and (shape[0] == "dw") != (exe == "bench_dwconv2d"):
+            continue
         path = os.path.join(build, "bin", exe)
         if not os.path.exists(path):
             sys.exit(f"compare_pytorch: {path} not found; build with -DMINICNN_BUILD_BENCH=ON -DMINICNN_NATIVE=ON")
         env = dict(os.environ, MINICNN_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-        res = subprocess.run([path, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
-                              "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.05"],
-                             env=env, check=True, capture_output=True, text=True)
+        cmd = [path, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
+               "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.05"]
+        if shape is not None:
+            fwd = bench_name(*shape, "fwd")
+            cmd.append("--benchmark_filter=^" + fwd.replace("_fwd/", "_(fwd|bwd)/") + "/")
+        res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         for b in json.loads(res.stdout)["benchmarks"]:
             if b.get("aggregate_name") != "median":
                 continue
@@ -80,12 +88,12 @@ def time_torch(fn, reps, min_time=0.05):
     return statistics.median(samples)
 
 
-def run_torch(threads, reps):
+def run_torch(threads, reps, shapes=SHAPES):
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(threads)
     out = {}
-    for kind, ci, co, h, s in SHAPES:
+    for kind, ci, co, h, s in shapes:
         k = 1 if kind == "pw" else 3
         groups = ci if kind == "dw" else 1
         w_shape = (co, 1, k, k) if kind == "dw" else (co, ci, k, k)
@@ -93,11 +101,10 @@ def run_torch(threads, reps):
         for fmt in (torch.channels_last, torch.contiguous_format):
             x = torch.randn(BATCH, ci, h, h).to(memory_format=fmt).requires_grad_(True)
             w = (torch.randn(*w_shape) * 0.1).to(memory_format=fmt).requires_grad_(True)
-            # TF "same" for even inputs: stride 1 pads 1 on every side, stride 2 pads bottom/right only.
+            # TF "same" on even inputs pads stride-2 3x3 layers at the bottom/right only. PyTorch
+            # gets symmetric padding 1 instead: same output size and work, without the copy an
+            # F.pad would add (that copy made PyTorch 2-4x slower on the stride-2 depthwise shapes).
             def conv(xx):
-                if k == 3 and s == 2:
-                    xx = F.pad(xx, (0, 1, 0, 1))
-                    return F.conv2d(xx, w, stride=2, groups=groups)
                 return F.conv2d(xx, w, stride=s, padding=k // 2, groups=groups)
             with torch.no_grad():
                 y = conv(x)
@@ -112,6 +119,49 @@ def run_torch(threads, reps):
     return out
 
 
+def measure(args, threads):
+    """{peer: {name: [round medians]}}: every round times each shape with both peers back to back
+    (order alternating between rounds), so machine noise hits both alike."""
+    rounds = {"minicnn": {}, "pytorch": {}}
+    for r in range(args.rounds):
+        for shape in SHAPES:
+            peers = [("minicnn", lambda: run_minicnn(args.build, threads, args.reps, shape)),
+                     ("pytorch", lambda: run_torch(threads, args.reps, [shape]))]
+            if r % 2:
+                peers.reverse()
+            for peer, fn in peers:
+                for name, us in fn().items():
+                    rounds[peer].setdefault(name, []).append(us)
+        print(f"[{threads}T] round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    return rounds
+
+
+def table(ours, theirs, title):
+    lines = ["", title, "",
+             "| layer | Cin | Cout | H | s | fwd minicnn | fwd PyTorch | fwd ratio | bwd minicnn | bwd PyTorch | bwd ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    sums = {}
+    for kind, ci, co, h, s in SHAPES:
+        row = [kind, ci, co, h, s]
+        for d in ("fwd", "bwd"):
+            n = bench_name(kind, ci, co, h, s, d)
+            a, b = ours.get(n), theirs.get(n)
+            if a is None:
+                row += ["missing", f"{b:.0f}", "-"]
+                continue
+            row += [f"{a:.0f}", f"{b:.0f}", f"{b / a:.2f}"]
+            acc = sums.setdefault((kind, d), [0.0, 0.0, float("inf")])
+            acc[0] += a
+            acc[1] += b
+            acc[2] = min(acc[2], b / a)
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    lines += ["", "| kind | direction | sum minicnn (us) | sum PyTorch (us) | ratio of sums | worst shape ratio |",
+              "|---|---|---|---|---|---|"]
+    for (kind, d), (a, b, worst) in sorted(sums.items()):
+        lines.append(f"| {kind} | {d} | {a:.0f} | {b:.0f} | {b / a:.2f} | {worst:.2f} |")
+    return lines
+
+
 def main():
     if os.environ.get("GLIBC_TUNABLES") != TUNABLES:
         os.environ["GLIBC_TUNABLES"] = TUNABLES
@@ -120,40 +170,26 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds per thread count (each shape: both peers back to back)")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--json", help="write raw timings to this file")
     args = ap.parse_args()
     import torch
     lines = [f"PyTorch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}, "
-             f"batch {BATCH}, 96x96 MobileNetV2 shapes; times in us (median of {args.reps}); "
+             f"batch {BATCH}, 96x96 MobileNetV2 shapes; times in us; each shape timed by both peers back "
+             f"to back in each of {args.rounds} rounds (median of {args.reps} repetitions per round); "
              f"ratio = PyTorch / minicnn (>1 = minicnn faster)"]
     raw = {}
     for t in args.threads:
-        ours = run_minicnn(args.build, t, args.reps)
-        theirs = run_torch(t, args.reps)
-        raw[t] = {"minicnn": ours, "pytorch": theirs}
-        lines += ["", f"### {t} thread{'s' if t > 1 else ''}", "",
-                  "| layer | Cin | Cout | H | s | fwd minicnn | fwd PyTorch | fwd ratio | bwd minicnn | bwd PyTorch | bwd ratio |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        sums = {}
-        for kind, ci, co, h, s in SHAPES:
-            row = [kind, ci, co, h, s]
-            for d in ("fwd", "bwd"):
-                n = bench_name(kind, ci, co, h, s, d)
-                a, b = ours.get(n), theirs.get(n)
-                if a is None:
-                    row += ["missing", f"{b:.0f}", "-"]
-                    continue
-                row += [f"{a:.0f}", f"{b:.0f}", f"{b / a:.2f}"]
-                acc = sums.setdefault((kind, d), [0.0, 0.0, float("inf")])
-                acc[0] += a
-                acc[1] += b
-                acc[2] = min(acc[2], b / a)
-            lines.append("| " + " | ".join(str(v) for v in row) + " |")
-        lines += ["", "| kind | direction | sum minicnn (us) | sum PyTorch (us) | ratio of sums | worst shape ratio |",
-                  "|---|---|---|---|---|---|"]
-        for (kind, d), (a, b, worst) in sorted(sums.items()):
-            lines.append(f"| {kind} | {d} | {a:.0f} | {b:.0f} | {b / a:.2f} | {worst:.2f} |")
+        rounds = measure(args, t)
+        raw[t] = rounds
+        best = {p: {n: min(v) for n, v in r.items()} for p, r in rounds.items()}
+        med = {p: {n: statistics.median(v) for n, v in r.items()} for p, r in rounds.items()}
+        tn = f"{t} thread{'s' if t > 1 else ''}"
+        lines += table(best["minicnn"], best["pytorch"], f"### {tn}: best round (min over rounds of the round medians)")
+        if args.rounds > 1:
+            lines += table(med["minicnn"], med["pytorch"], f"### {tn}: median over rounds")
     text = "\n".join(lines)
     print(text)
     if args.markdown:

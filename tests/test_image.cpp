@@ -3,6 +3,11 @@
 
 #include "test_support.hpp"
 
+// Only to write test JPEGs (Debian's libstb-dev), compiled into this file alone.
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb/stb_image_write.h>
+
 using namespace minicnn;
 
 namespace {
@@ -70,11 +75,52 @@ TEST_CASE("bad images give clear errors") {
   mt::check_throws_with([&] { decode_image_memory(bmp_bytes(0, 0, 0), "'zero.bmp'"); }, {"'zero.bmp'"});
   mt::check_throws_with([&] { decode_image_memory(bmp_bytes(30000, 30000, 16), "'huge.bmp'"); },
                         {"'huge.bmp'", "30000x30000"});
-  // A truncated file: the header promises more pixels than there are.
-  auto trunc = bmp_bytes(64, 64, 10);
-  CHECK_NOTHROW(decode_image_memory(trunc, "'short.bmp'"));  // stb pads BMP rows; never reads past the buffer
+  // Truncated files: the header promises more pixels than there are (stb alone would decode
+  // them, filling the missing rows with zeros).
+  mt::check_throws_with([&] { decode_image_memory(bmp_bytes(64, 64, 10), "'short.bmp'"); },
+                        {"'short.bmp'", "truncated", "12342", "64"});
+  auto header_only = bmp_bytes(2, 2, 0);
+  header_only.resize(30);
+  mt::check_throws_with([&] { decode_image_memory(header_only, "'cut.bmp'"); }, {"'cut.bmp'"});
+  CHECK_NOTHROW(decode_image_memory(bmp_bytes(3, 2, 2 * 12), "'exact.bmp'"));  // rows padded to 12 bytes
+  CHECK_THROWS(decode_image_memory(bmp_bytes(3, 2, 2 * 12 - 1), "'one-short.bmp'"));
   mt::check_throws_with([&] { decode_image("/nonexistent/x.png"); }, {"/nonexistent/x.png"});
   mt::check_throws_with([&] { preprocess_from_string("caffe"); }, {"caffe"});
+}
+
+TEST_CASE("a truncated JPEG is an error, a complete one with trailing bytes is not") {
+  // A real JPEG written by stb_image_write (Debian's libstb-dev), with an EXIF-like APP1
+  // segment holding a whole JPEG thumbnail spliced in, as cameras write them: its end-of-image
+  // marker must not count for the main image.
+  std::vector<unsigned char> pixels(40 * 30 * 3);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<unsigned char>(i * 7);
+  std::vector<char> jpg;
+  auto sink = [](void* ctx, void* data, int size) {
+    auto* out = static_cast<std::vector<char>*>(ctx);
+    out->insert(out->end(), static_cast<char*>(data), static_cast<char*>(data) + size);
+  };
+  REQUIRE(stbi_write_jpg_to_func(sink, &jpg, 40, 30, 3, pixels.data(), 90));
+  std::vector<char> thumb;
+  REQUIRE(stbi_write_jpg_to_func(sink, &thumb, 8, 8, 3, pixels.data(), 90));
+  std::vector<char> app1 = {char(0xFF), char(0xE1), 0, 0, 'E', 'x', 'i', 'f', 0, 0};
+  app1.insert(app1.end(), thumb.begin(), thumb.end());
+  const size_t seg = app1.size() - 2;
+  app1[2] = static_cast<char>(seg >> 8);
+  app1[3] = static_cast<char>(seg & 0xff);
+  std::vector<char> camera(jpg.begin(), jpg.begin() + 2);
+  camera.insert(camera.end(), app1.begin(), app1.end());
+  camera.insert(camera.end(), jpg.begin() + 2, jpg.end());
+
+  for (const auto* file : {&jpg, &camera}) {
+    Image img = decode_image_memory(*file, "'ok.jpg'");
+    CHECK(img.width == 40);
+    CHECK(img.height == 30);
+    std::vector<char> trailing = *file;
+    trailing.insert(trailing.end(), 100, 'x');
+    CHECK_NOTHROW(decode_image_memory(trailing, "'trailing.jpg'"));
+    std::vector<char> cut(file->begin(), file->end() - 40);
+    mt::check_throws_with([&] { decode_image_memory(cut, "'cut.jpg'"); }, {"'cut.jpg'", "truncated"});
+  }
 }
 
 TEST_CASE("preprocessing modes") {

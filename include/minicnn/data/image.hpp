@@ -26,6 +26,53 @@ struct Image {
 // need 2.7 GB before resizing; such a file is almost certainly an attack or an error).
 inline constexpr int64_t kMaxImagePixels = 100'000'000;
 
+namespace image_detail {
+inline uint32_t le32(const unsigned char* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+// stb_image decodes a truncated BMP or JPEG without complaint (missing pixels come out
+// black or grey), so a cut-off download would silently train on garbage. PIL refuses
+// both ("image file is truncated"); so do we. Empty when complete or not BMP/JPEG.
+inline std::string truncation_problem(const unsigned char* b, size_t n) {
+  if (n >= 2 && b[0] == 'B' && b[1] == 'M') {
+    if (n < 54) return "BMP header is cut off (" + std::to_string(n) + " bytes, the header needs 54)";
+    const uint32_t offset = le32(b + 10), compression = le32(b + 30);
+    const int64_t w = static_cast<int32_t>(le32(b + 18)), h = static_cast<int32_t>(le32(b + 22));
+    const int64_t bits = int64_t(b[28]) | int64_t(b[29]) << 8;
+    // Uncompressed (BI_RGB, BI_BITFIELDS): rows padded to 4 bytes. RLE sizes are not fixed.
+    if ((compression == 0 || compression == 3) && w > 0 && bits > 0) {
+      const int64_t row = (bits * w + 31) / 32 * 4, need = int64_t(offset) + row * (h < 0 ? -h : h);
+      if (static_cast<int64_t>(n) < need)
+        return "BMP is truncated: its header promises " + std::to_string(need) + " bytes of pixel data and header, the file has " +
+               std::to_string(n);
+    }
+    return "";
+  }
+  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) {
+    // Walk the marker segments to the first start-of-scan (an EXIF thumbnail, a whole JPEG
+    // of its own, sits inside an APP1 segment and is skipped), then look for end-of-image:
+    // entropy-coded data never contains FF D9 (FF is stuffed as FF 00).
+    size_t pos = 2;
+    while (pos + 4 <= n) {
+      if (b[pos] != 0xFF) return "";  // not a marker: leave the verdict to the decoder
+      const unsigned char m = b[pos + 1];
+      if (m == 0xFF) {
+        ++pos;  // fill byte
+        continue;
+      }
+      if (m == 0xDA) break;
+      if (m == 0xD9) return "JPEG ends before its image data";
+      pos += 2 + (size_t(b[pos + 2]) << 8 | b[pos + 3]);
+    }
+    for (size_t i = pos; i + 1 < n; ++i)
+      if (b[i] == 0xFF && b[i + 1] == 0xD9) return "";
+    return "JPEG is truncated: no end-of-image marker after its image data (" + std::to_string(n) + " bytes)";
+  }
+  return "";
+}
+}  // namespace image_detail
+
 inline Image decode_image_memory(const std::vector<char>& bytes, const std::string& where) {
   if (bytes.empty()) throw FormatError("image " + where + ": file is empty");
   if (bytes.size() > static_cast<size_t>(INT32_MAX))
@@ -43,6 +90,8 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
     throw FormatError("image " + where + ": is " + std::to_string(w) + "x" + std::to_string(h) +
                       " pixels, more than the limit of " + std::to_string(kMaxImagePixels) +
                       " pixels");
+  const std::string cut = image_detail::truncation_problem(buf, bytes.size());
+  if (!cut.empty()) throw FormatError("image " + where + ": " + cut);
   int ch = 0;
   stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);
   if (!data)
