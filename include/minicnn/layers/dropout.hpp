@@ -2,8 +2,9 @@
 // element is zeroed with probability `rate` and the kept ones are multiplied by
 // 1/(1-rate), so inference is the identity. Masks come from the layer's own seeded
 // Rng, one uniform draw per element in memory order, so a seed reproduces them
-// exactly. Following the Layer contract, a frozen Dropout runs in inference mode
-// (Keras would still drop; freezing a head's Dropout is not a case Keras users rely on).
+// exactly. As in Keras, only the training flag matters: Dropout has no weights, and
+// freezing it (trainable = false) does not turn it off; a frozen base with a trainable
+// head keeps the head's regularisation.
 #pragma once
 #include <string>
 
@@ -42,7 +43,7 @@ class DropoutT : public LayerT<T> {
     const int64_t n = x.size();
     const T* xp = x.data();
     T* y = this->output_.data();
-    masked_ = this->training_mode(training);
+    masked_ = training && rate_ > 0.0;
     if (!masked_) {
       std::copy(xp, xp + n, y);
       return this->output_;

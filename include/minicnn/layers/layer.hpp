@@ -12,7 +12,8 @@
 // batch of 96x96x3 images. Buffers are resized per call and reallocate only when
 // they grow, so a training loop allocates in its first step only.
 //
-// A frozen layer (trainable == false) runs in inference mode, adds no gradients,
+// A frozen layer (trainable == false) runs in inference mode (Dropout excepted, as in
+// Keras: it has no weights and only the training flag switches it), adds no gradients,
 // and still propagates dL/dx when asked, so layers before it can train.
 #pragma once
 #include <chrono>
@@ -131,6 +132,13 @@ class LayerT {
   }
   // Direct children (containers only).
   virtual std::vector<LayerT<T>*> children() { return {}; }
+  // Whether any parameter of this layer or of its children can train. Containers call it
+  // on every backward, so it must not allocate (containers override it).
+  virtual bool has_trainable_parameters() {
+    for (auto& p : params_)
+      if (p->trainable) return true;
+    return false;
+  }
 
   bool trainable() const { return trainable_; }
   // Freezing a layer makes all its parameters (and its children's) non-trainable

@@ -58,6 +58,7 @@ class InvertedResidualT : public LayerT<T> {
   // The main-path layers (expand ... project_BN), model order.
   std::vector<LayerT<T>*> children() override { return body_.layers(); }
   std::vector<ParameterT<T>*> parameters() override { return body_.parameters(); }
+  bool has_trainable_parameters() override { return body_.has_trainable_parameters(); }
   void set_trainable(bool t) override {
     LayerT<T>::set_trainable(t);
     body_.set_trainable(t);

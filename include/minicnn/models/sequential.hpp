@@ -39,13 +39,6 @@ LayerT<T>* find_layer_in(const std::vector<LayerT<T>*>& layers, const std::strin
   return nullptr;
 }
 
-template <typename T>
-bool has_trainable_parameters(LayerT<T>& l) {
-  for (auto* p : l.parameters())
-    if (p->trainable) return true;
-  return false;
-}
-
 // Keras' summary table (the tf.keras 2 layout), columns widened to fit long names
 // instead of truncating them.
 inline std::string format_summary(const std::string& model_name, const std::vector<SummaryRow>& rows,
@@ -137,6 +130,13 @@ class SequentialT : public LayerT<T> {
     return out;
   }
 
+  bool has_trainable_parameters() override {
+    if (LayerT<T>::has_trainable_parameters()) return true;
+    for (auto& l : layers_)
+      if (l->has_trainable_parameters()) return true;
+    return false;
+  }
+
   // Keras semantics: setting trainable on a container sets it on every sublayer.
   void set_trainable(bool t) override {
     LayerT<T>::set_trainable(t);
@@ -203,11 +203,11 @@ class SequentialT : public LayerT<T> {
     earlier_trainable_.assign(n, false);
     for (size_t i = 1; i < n; ++i)
       earlier_trainable_[i] =
-          earlier_trainable_[i - 1] || seq_detail::has_trainable_parameters(*layers_[i - 1]);
+          earlier_trainable_[i - 1] || layers_[i - 1]->has_trainable_parameters();
     ConstView<T> cur = dy;
     for (size_t k = n; k-- > 0;) {
       const bool need_dx = need_input_grad || earlier_trainable_[k];
-      if (!need_dx && !seq_detail::has_trainable_parameters(*layers_[k])) break;
+      if (!need_dx && !layers_[k]->has_trainable_parameters()) break;
       const Tensor<T>& g = layers_[k]->backward(cur, need_dx);
       if (!need_dx) break;  // nothing earlier needs a gradient
       if (k == 0) return g;
