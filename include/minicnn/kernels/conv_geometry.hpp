@@ -10,6 +10,7 @@
 #include <string>
 
 #include "../core/error.hpp"
+#include "../core/shape.hpp"
 
 namespace minicnn {
 
@@ -58,6 +59,16 @@ inline bool same_padding_equals(int64_t h, int64_t w, int64_t kh, int64_t kw, in
   conv_out_size(h, kh, sh, Padding::Same, &pt, &pb);
   conv_out_size(w, kw, sw, Padding::Same, &pl, &pr);
   return pt == top && pb == bottom && pl == left && pr == right;
+}
+
+// Whether ZeroPadding2D(top, bottom, left, right) on `in` (H, W, C) followed by a 'valid'
+// convolution built on `padded` is one 'same' convolution on `in` (absorb_zero_padding of
+// Conv2D and DepthwiseConv2D).
+inline bool zero_padding_folds(const Shape& in, const Shape& padded, int64_t kh, int64_t kw, int64_t sh,
+                               int64_t sw, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  return in.rank() == 3 && padded.rank() == 3 && in[2] == padded[2] && in[0] + top + bottom == padded[0] &&
+         in[1] + left + right == padded[1] &&
+         same_padding_equals(in[0], in[1], kh, kw, sh, sw, top, bottom, left, right);
 }
 
 inline ConvGeometry make_conv_geometry(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout,

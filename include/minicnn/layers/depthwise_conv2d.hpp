@@ -79,9 +79,8 @@ class DepthwiseConv2DT : public LayerT<T> {
   // and pads its input `in` exactly as TF 'same' would, the layer takes `in` directly
   // and pads inside the kernel. True when absorbed (output shape unchanged).
   bool absorb_zero_padding(const Shape& in, int64_t top, int64_t bottom, int64_t left, int64_t right) {
-    if (!this->built_ || padding_ != Padding::Valid || in.rank() != 3 || in[2] != this->input_shape_[2] ||
-        in[0] + top + bottom != this->input_shape_[0] || in[1] + left + right != this->input_shape_[1] ||
-        !same_padding_equals(in[0], in[1], kh_, kw_, sh_, sw_, top, bottom, left, right))
+    if (!this->built_ || padding_ != Padding::Valid ||
+        !zero_padding_folds(in, this->input_shape_, kh_, kw_, sh_, sw_, top, bottom, left, right))
       return false;
     padding_ = Padding::Same;
     this->input_shape_ = in;
