@@ -53,7 +53,8 @@ struct ConvSetup {
 };
 
 void set_counters(benchmark::State& st, double flops) {
-  st.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   st.counters["threads"] = bench_threads();
 }
 
@@ -61,7 +62,8 @@ void run_fwd(benchmark::State& st, int64_t k, int64_t stride) {
   set_num_threads(bench_threads());
   ConvSetup s(st.range(0), st.range(1), st.range(2), k, stride);
   for (auto _ : st) {
-    kernels::conv2d_forward<float>(s.g, s.x.data(), s.w.data(), s.b.data(), Activation::Linear, s.y.data());
+    kernels::conv2d_forward<float>(s.g, s.x.data(), s.w.data(), s.b.data(), Activation::Linear,
+                                   s.y.data());
     benchmark::DoNotOptimize(s.y.data());
     benchmark::ClobberMemory();
   }
@@ -72,7 +74,8 @@ void run_bwd(benchmark::State& st, int64_t k, int64_t stride) {
   set_num_threads(bench_threads());
   ConvSetup s(st.range(0), st.range(1), st.range(2), k, stride);
   for (auto _ : st) {
-    kernels::conv2d_backward<float>(s.g, s.x.data(), s.w.data(), s.dy.data(), s.dx.data(), s.dw.data(), nullptr);
+    kernels::conv2d_backward<float>(s.g, s.x.data(), s.w.data(), s.dy.data(), s.dx.data(),
+                                    s.dw.data(), nullptr);
     benchmark::DoNotOptimize(s.dx.data());
     benchmark::DoNotOptimize(s.dw.data());
     benchmark::ClobberMemory();
@@ -80,18 +83,26 @@ void run_bwd(benchmark::State& st, int64_t k, int64_t stride) {
   set_counters(st, 2.0 * s.flops);
 }
 
-void BM_pw_fwd(benchmark::State& st) { run_fwd(st, 1, 1); }
-void BM_pw_bwd(benchmark::State& st) { run_bwd(st, 1, 1); }
-void BM_conv_fwd(benchmark::State& st) { run_fwd(st, 3, st.range(3)); }
-void BM_conv_bwd(benchmark::State& st) { run_bwd(st, 3, st.range(3)); }
+void BM_pw_fwd(benchmark::State& st) {
+  run_fwd(st, 1, 1);
+}
+void BM_pw_bwd(benchmark::State& st) {
+  run_bwd(st, 1, 1);
+}
+void BM_conv_fwd(benchmark::State& st) {
+  run_fwd(st, 3, st.range(3));
+}
+void BM_conv_bwd(benchmark::State& st) {
+  run_bwd(st, 3, st.range(3));
+}
 
 // (Cin, Cout, H): MobileNetV2 alpha 1.0 at 96x96, in network order.
 void pointwise_shapes(benchmark::internal::Benchmark* b) {
-  const int64_t shapes[][3] = {
-      {32, 16, 48},  {16, 96, 48},  {96, 24, 24},  {24, 144, 24}, {144, 24, 24},
-      {144, 32, 12}, {32, 192, 12}, {192, 32, 12}, {192, 64, 6},  {64, 384, 6},
-      {384, 64, 6},  {384, 96, 6},  {96, 576, 6},  {576, 96, 6},  {576, 160, 3},
-      {160, 960, 3}, {960, 160, 3}, {960, 320, 3}, {320, 1280, 3}};
+  const int64_t shapes[][3] = {{32, 16, 48},  {16, 96, 48},  {96, 24, 24},  {24, 144, 24},
+                               {144, 24, 24}, {144, 32, 12}, {32, 192, 12}, {192, 32, 12},
+                               {192, 64, 6},  {64, 384, 6},  {384, 64, 6},  {384, 96, 6},
+                               {96, 576, 6},  {576, 96, 6},  {576, 160, 3}, {160, 960, 3},
+                               {960, 160, 3}, {960, 320, 3}, {320, 1280, 3}};
   for (const auto& s : shapes) b->Args({s[0], s[1], s[2]});
 }
 

@@ -49,15 +49,18 @@ struct Problem {
 };
 
 void set_counters(benchmark::State& st, double flops, double bytes) {
-  st.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB/s"] =
+      benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_dw_fwd(benchmark::State& st) {
   set_num_threads(bench_threads());
   Problem p(st);
   for (auto _ : st) {
-    kernels::dwconv2d_nhwc_forward<float>(p.g, p.x.data(), p.w.data(), nullptr, Activation::Linear, p.y.data());
+    kernels::dwconv2d_nhwc_forward<float>(p.g, p.x.data(), p.w.data(), nullptr, Activation::Linear,
+                                          p.y.data());
     benchmark::DoNotOptimize(p.y.data());
     benchmark::ClobberMemory();
   }
@@ -68,8 +71,8 @@ void BM_dw_bwd(benchmark::State& st) {
   set_num_threads(bench_threads());
   Problem p(st);
   for (auto _ : st) {
-    kernels::dwconv2d_nhwc_backward<float>(p.g, p.x.data(), p.dy.data(), p.w.data(), p.dx.data(), p.dw.data(),
-                                           nullptr);
+    kernels::dwconv2d_nhwc_backward<float>(p.g, p.x.data(), p.dy.data(), p.w.data(), p.dx.data(),
+                                           p.dw.data(), nullptr);
     benchmark::DoNotOptimize(p.dx.data());
     benchmark::ClobberMemory();
   }
@@ -78,8 +81,8 @@ void BM_dw_bwd(benchmark::State& st) {
 
 // (C, H, S) of MobileNetV2's depthwise layers at 96x96 input.
 void mobilenet_v2_shapes(benchmark::internal::Benchmark* b) {
-  const int64_t shapes[][3] = {{32, 48, 1},  {96, 48, 2},  {144, 24, 1}, {144, 24, 2}, {192, 12, 1},
-                               {192, 12, 2}, {384, 6, 1},  {576, 6, 1},  {576, 6, 2},  {960, 3, 1}};
+  const int64_t shapes[][3] = {{32, 48, 1},  {96, 48, 2}, {144, 24, 1}, {144, 24, 2}, {192, 12, 1},
+                               {192, 12, 2}, {384, 6, 1}, {576, 6, 1},  {576, 6, 2},  {960, 3, 1}};
   for (const auto& s : shapes) b->Args({s[0], s[1], s[2]});
   b->UseRealTime()->Unit(benchmark::kMicrosecond);
 }

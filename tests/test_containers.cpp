@@ -99,8 +99,11 @@ TEST_CASE("Sequential chains children, looks layers up recursively, rejects dupl
   // Same as calling the children one after another.
   TensorF expect = head.forward(m.layer("relu").forward(bn.forward(pad.forward(x), false)), false);
   CHECK(mt::max_abs_diff(y, expect) == 0);
-  mt::check_throws_with([&] { m.forward(TensorF(Shape{2, 6, 7, 4}, 0.f)); },
-                        {"Sequential 'model'", "(2, 6, 7, 4)", "(None, 6, 7, 5)"});
+  mt::check_throws_with(
+      [&] {
+        m.forward(TensorF(Shape{2, 6, 7, 4}, 0.f));
+      },
+      {"Sequential 'model'", "(2, 6, 7, 4)", "(None, 6, 7, 5)"});
 
   // set_trainable propagates to every sublayer (Keras semantics).
   m.set_trainable(false);
@@ -124,7 +127,9 @@ TEST_CASE("Sequential backward asks for dx only where an earlier layer trains") 
   Rng rng(2);
   TensorD x = mt::random_tensor<double>(Shape{3, 4}, rng);
   TensorD dy = mt::random_tensor<double>(Shape{3, 4}, rng);
-  auto spy = [](SequentialT<double>& m, const char* n) -> Spy& { return dynamic_cast<Spy&>(m.layer(n)); };
+  auto spy = [](SequentialT<double>& m, const char* n) -> Spy& {
+    return dynamic_cast<Spy&>(m.layer(n));
+  };
 
   SUBCASE("all trainable, caller wants no dx") {
     auto m = make();
@@ -258,9 +263,10 @@ TEST_CASE("InvertedResidual builds Keras' _inverted_res_block layers") {
     CHECK(b.build(Shape{48, 48, 16}) == Shape{24, 24, 24});
     std::vector<std::string> names;
     for (auto* l : b.children()) names.push_back(l->name());
-    CHECK(names == std::vector<std::string>{"block_1_expand", "block_1_expand_BN", "block_1_expand_relu",
-                                            "block_1_pad", "block_1_depthwise", "block_1_depthwise_BN",
-                                            "block_1_depthwise_relu", "block_1_project", "block_1_project_BN"});
+    CHECK(names == std::vector<std::string>{
+                       "block_1_expand", "block_1_expand_BN", "block_1_expand_relu", "block_1_pad",
+                       "block_1_depthwise", "block_1_depthwise_BN", "block_1_depthwise_relu",
+                       "block_1_project", "block_1_project_BN"});
     auto* pad = dynamic_cast<ZeroPadding2D*>(b.children()[3]);
     REQUIRE(pad);
     CHECK((pad->top() == 0 && pad->bottom() == 1 && pad->left() == 0 && pad->right() == 1));
@@ -293,9 +299,13 @@ TEST_CASE("InvertedResidual builds Keras' _inverted_res_block layers") {
     CHECK(rows.back().type == "Add");
     CHECK(rows.size() == 9);  // 8 layers + Add
   }
-  mt::check_throws_with([] { InvertedResidual(4, 6, 32, 3); }, {"InvertedResidual 'block_4'", "stride"});
-  mt::check_throws_with([] { InvertedResidual(4, 6, 32, 1).build(Shape{5, 5}); },
-                        {"InvertedResidual 'block_4'", "(None, 5, 5)"});
+  mt::check_throws_with([] { InvertedResidual(4, 6, 32, 3); },
+                        {"InvertedResidual 'block_4'", "stride"});
+  mt::check_throws_with(
+      [] {
+        InvertedResidual(4, 6, 32, 1).build(Shape{5, 5});
+      },
+      {"InvertedResidual 'block_4'", "(None, 5, 5)"});
 }
 
 TEST_CASE("InvertedResidual forward with skip equals x + body(x)") {
@@ -307,9 +317,13 @@ TEST_CASE("InvertedResidual forward with skip equals x + body(x)") {
   TensorF y = b.forward(x, false);
   ConstView<float> cur = x;
   for (auto* l : b.children()) cur = l->forward(cur, false).view();
-  for (int64_t i = 0; i < x.size(); ++i) CHECK(y[i] == doctest::Approx(x[i] + cur[i]).epsilon(1e-5));
-  mt::check_throws_with([&] { b.forward(TensorF(Shape{2, 5, 5, 7}, 0.f)); },
-                        {"InvertedResidual 'block_5'", "(2, 5, 5, 7)", "(None, 5, 5, 8)"});
+  for (int64_t i = 0; i < x.size(); ++i)
+    CHECK(y[i] == doctest::Approx(x[i] + cur[i]).epsilon(1e-5));
+  mt::check_throws_with(
+      [&] {
+        b.forward(TensorF(Shape{2, 5, 5, 7}, 0.f));
+      },
+      {"InvertedResidual 'block_5'", "(2, 5, 5, 7)", "(None, 5, 5, 8)"});
 }
 
 TEST_CASE("InvertedResidual gradcheck: stride 1 with skip, stride 2, block 0 (training mode)") {
@@ -386,15 +400,17 @@ TEST_CASE("Sequential of InvertedResidual blocks: gradcheck and flat summary") {
 
   std::string s = m0->summary();
   MESSAGE("\n" << s);
-  for (const char* row : {"Conv1 (Conv2D)", "expanded_conv_depthwise (DepthwiseConv2D)",
-                          "expanded_conv_add (Add)", "block_1_pad (ZeroPadding2D)",
-                          "block_1_project_BN (BatchNormalization)", "block_2_add (Add)",
-                          "gap (GlobalAveragePooling2D)"})
+  for (const char* row :
+       {"Conv1 (Conv2D)", "expanded_conv_depthwise (DepthwiseConv2D)", "expanded_conv_add (Add)",
+        "block_1_pad (ZeroPadding2D)", "block_1_project_BN (BatchNormalization)",
+        "block_2_add (Add)", "gap (GlobalAveragePooling2D)"})
     CHECK_MESSAGE(s.find(row) != std::string::npos, row);
-  CHECK(s.find("(InvertedResidual)") == std::string::npos);  // expanded, like Keras' functional model
+  CHECK(s.find("(InvertedResidual)") ==
+        std::string::npos);  // expanded, like Keras' functional model
   int64_t total = m0->count_params(false), trainable = m0->count_params(true);
   CHECK(s.find("Total params: " + seq_detail::thousands(total) + "\n") != std::string::npos);
-  CHECK(s.find("Trainable params: " + seq_detail::thousands(trainable) + "\n") != std::string::npos);
+  CHECK(s.find("Trainable params: " + seq_detail::thousands(trainable) + "\n") !=
+        std::string::npos);
   CHECK(s.find("Non-trainable params: " + seq_detail::thousands(total - trainable) + "\n") !=
         std::string::npos);
 }
@@ -451,7 +467,9 @@ TEST_CASE("inference folding drops a ZeroPadding2D only where TF 'same' padding 
     CHECK((m.find_layer("stem_pad") == nullptr) == c.folds);
     auto& stem = dynamic_cast<Conv2D&>(m.layer("stem"));
     CHECK((stem.padding() == Padding::Same) == c.folds);
-    CHECK(stem.input_shape() == (c.folds ? x.shape().sample() : Shape{c.h + c.top + c.bottom, c.w + c.left + c.right, 3}));
+    CHECK(
+        stem.input_shape() ==
+        (c.folds ? x.shape().sample() : Shape{c.h + c.top + c.bottom, c.w + c.left + c.right, 3}));
     const TensorF& y1 = m.forward(x, false);
     REQUIRE(y1.shape() == y0.shape());
     CHECK(mt::max_rel_diff(y1, y0, 1.0) < 1e-5);

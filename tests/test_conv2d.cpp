@@ -28,7 +28,8 @@ double scaled_rel_diff(const A& a, const B& ref) {
   for (int64_t i = 0; i < ref.size(); ++i) mx = std::max(mx, std::abs(double(ref[i])));
   double floor = std::max(1e-2 * mx, 1e-30), m = 0;
   for (int64_t i = 0; i < ref.size(); ++i)
-    m = std::max(m, std::abs(double(a[i]) - double(ref[i])) / std::max(std::abs(double(ref[i])), floor));
+    m = std::max(
+        m, std::abs(double(a[i]) - double(ref[i])) / std::max(std::abs(double(ref[i])), floor));
   return m;
 }
 
@@ -47,7 +48,8 @@ struct GradCase {
 
 // Pre-activation outputs must keep away from the ReLU / ReLU6 kinks so central
 // differences see one linear piece: reseed the input until they do.
-TensorD input_away_from_kinks(Conv2DT<double>& layer, const Shape& xs, Activation act, uint64_t seed) {
+TensorD input_away_from_kinks(Conv2DT<double>& layer, const Shape& xs, Activation act,
+                              uint64_t seed) {
   Rng rng(seed);
   for (int attempt = 0; attempt < 100; ++attempt) {
     TensorD x = mt::random_tensor<double>(xs, rng);
@@ -72,7 +74,8 @@ void run_gradcheck(const GradCase& c) {
   layer.build(xs.sample());
   if (c.bias) {  // non-zero bias so its gradient path matters for the kinks too
     Rng r(7);
-    for (int64_t i = 0; i < layer.bias().value.size(); ++i) layer.bias().value[i] = r.uniform(-0.3, 0.3);
+    for (int64_t i = 0; i < layer.bias().value.size(); ++i)
+      layer.bias().value[i] = r.uniform(-0.3, 0.3);
   }
   if (c.act == Activation::ReLU6)  // make some outputs saturate at 6
     for (int64_t i = 0; i < layer.kernel().value.size(); ++i) layer.kernel().value[i] *= 8.0;
@@ -90,7 +93,8 @@ TEST_CASE("Conv2D gradients match finite differences (double)") {
       {"3x3 valid, odd 7x5, bias", 2, 7, 5, 2, 3, 3, 3, 1, 1, Padding::Valid, true, L},
       {"3x3 same stride 1, no bias", 2, 7, 5, 3, 4, 3, 3, 1, 1, Padding::Same, false, L},
       {"3x3 same stride 2, odd 7x5", 2, 7, 5, 2, 3, 3, 3, 2, 2, Padding::Same, true, L},
-      {"3x3 same stride 2, even 8x6 (asymmetric pad)", 3, 8, 6, 2, 3, 3, 3, 2, 2, Padding::Same, true, L},
+      {"3x3 same stride 2, even 8x6 (asymmetric pad)", 3, 8, 6, 2, 3, 3, 3, 2, 2, Padding::Same,
+       true, L},
       {"3x3 valid stride 2, even 8x6", 2, 8, 6, 3, 2, 3, 3, 2, 2, Padding::Valid, false, L},
       {"1x1 pointwise, batch 3", 3, 5, 7, 4, 5, 1, 1, 1, 1, Padding::Same, true, L},
       {"1x1 stride 2", 2, 7, 6, 3, 4, 1, 1, 2, 2, Padding::Valid, true, L},
@@ -159,8 +163,10 @@ void compare_with_reference(const KCase& c, int threads, uint64_t seed) {
     const bool with_bias = act != Activation::Linear;
     TensorF y(ys);
     TensorD yr(ys);
-    kernels::conv2d_forward<float>(g, x.data(), w.data(), with_bias ? b.data() : nullptr, act, y.data());
-    kernels::ref::conv2d_forward<double>(g, xd.data(), wd.data(), with_bias ? bd.data() : nullptr, act, yr.data());
+    kernels::conv2d_forward<float>(g, x.data(), w.data(), with_bias ? b.data() : nullptr, act,
+                                   y.data());
+    kernels::ref::conv2d_forward<double>(g, xd.data(), wd.data(), with_bias ? bd.data() : nullptr,
+                                         act, yr.data());
     double e = scaled_rel_diff(y, yr);
     worst_kernel_error() = std::max(worst_kernel_error(), e);
     CHECK_MESSAGE(e < 1e-4, "forward " << to_string(act) << " error " << e);
@@ -168,27 +174,31 @@ void compare_with_reference(const KCase& c, int threads, uint64_t seed) {
     kernels::PackedB<float> packed;
     packed.pack(g.k_h * g.k_w * g.in_c, g.out_c, w.data(), g.out_c, false);
     TensorF yp(ys, 5.f);
-    kernels::conv2d_forward<float>(g, x.data(), w.data(), with_bias ? b.data() : nullptr, act, yp.data(),
-                                   &packed);
+    kernels::conv2d_forward<float>(g, x.data(), w.data(), with_bias ? b.data() : nullptr, act,
+                                   yp.data(), &packed);
     double ep = scaled_rel_diff(yp, yr);
     worst_kernel_error() = std::max(worst_kernel_error(), ep);
     CHECK_MESSAGE(ep < 1e-4, "forward (prepacked) " << to_string(act) << " error " << ep);
   }
   // backward, separately and fused; gradients are added into non-zero buffers
-  TensorF dx(xs, 7.f), dw = mt::random_tensor<float>(ws, rng), db = mt::random_tensor<float>(Shape{g.out_c}, rng);
+  TensorF dx(xs, 7.f), dw = mt::random_tensor<float>(ws, rng),
+                       db = mt::random_tensor<float>(Shape{g.out_c}, rng);
   TensorD dxr(xs), dwr = TensorD::cast_from<float>(dw), dbr = TensorD::cast_from<float>(db);
   kernels::ref::conv2d_backward_input<double>(g, dzd.data(), wd.data(), dxr.data());
   kernels::ref::conv2d_backward_weight<double>(g, xd.data(), dzd.data(), dwr.data(), dbr.data());
   TensorF dw2 = dw, db2 = db;
   kernels::conv2d_backward_input<float>(g, dz.data(), w.data(), dx.data());
   kernels::conv2d_backward_weight<float>(g, x.data(), dz.data(), dw.data(), db.data());
-  double ex = scaled_rel_diff(dx, dxr), ew = scaled_rel_diff(dw, dwr), eb = scaled_rel_diff(db, dbr);
+  double ex = scaled_rel_diff(dx, dxr), ew = scaled_rel_diff(dw, dwr),
+         eb = scaled_rel_diff(db, dbr);
   CHECK_MESSAGE(ex < 1e-4, "backward input error " << ex);
   CHECK_MESSAGE(ew < 1e-4, "backward weight error " << ew);
   CHECK_MESSAGE(eb < 1e-4, "backward bias error " << eb);
   TensorF dx2(xs, -3.f);
-  kernels::conv2d_backward<float>(g, x.data(), w.data(), dz.data(), dx2.data(), dw2.data(), db2.data());
-  double fx = scaled_rel_diff(dx2, dxr), fw = scaled_rel_diff(dw2, dwr), fb = scaled_rel_diff(db2, dbr);
+  kernels::conv2d_backward<float>(g, x.data(), w.data(), dz.data(), dx2.data(), dw2.data(),
+                                  db2.data());
+  double fx = scaled_rel_diff(dx2, dxr), fw = scaled_rel_diff(dw2, dwr),
+         fb = scaled_rel_diff(db2, dbr);
   CHECK_MESSAGE(fx < 1e-4, "fused backward input error " << fx);
   CHECK_MESSAGE(fw < 1e-4, "fused backward weight error " << fw);
   CHECK_MESSAGE(fb < 1e-4, "fused backward bias error " << fb);
@@ -200,20 +210,30 @@ void compare_with_reference(const KCase& c, int threads, uint64_t seed) {
 TEST_CASE("Conv2D fast kernels match the reference: pointwise shapes") {
   ThreadGuard guard;
   const KCase cases[] = {
-      {2, 9, 7, 1, 17, 1, 1, 1, 1, Padding::Same},    {2, 9, 7, 3, 33, 1, 1, 1, 1, Padding::Same},
-      {3, 7, 6, 17, 3, 1, 1, 1, 1, Padding::Valid},   {2, 8, 8, 33, 150, 1, 1, 1, 1, Padding::Same},
-      {2, 6, 5, 150, 33, 1, 1, 1, 1, Padding::Same},  {1, 5, 5, 150, 1, 1, 1, 1, 1, Padding::Same},
-      {4, 12, 12, 16, 96, 1, 1, 1, 1, Padding::Same}, {4, 12, 12, 96, 24, 1, 1, 1, 1, Padding::Same},
-      {2, 3, 3, 320, 70, 1, 1, 1, 1, Padding::Same},  {1, 2, 3, 5, 7, 1, 1, 1, 1, Padding::Same},
-      {3, 11, 13, 40, 40, 1, 1, 1, 1, Padding::Same},  {3, 8, 8, 40, 90, 1, 1, 1, 1, Padding::Same},
+      {2, 9, 7, 1, 17, 1, 1, 1, 1, Padding::Same},
+      {2, 9, 7, 3, 33, 1, 1, 1, 1, Padding::Same},
+      {3, 7, 6, 17, 3, 1, 1, 1, 1, Padding::Valid},
+      {2, 8, 8, 33, 150, 1, 1, 1, 1, Padding::Same},
+      {2, 6, 5, 150, 33, 1, 1, 1, 1, Padding::Same},
+      {1, 5, 5, 150, 1, 1, 1, 1, 1, Padding::Same},
+      {4, 12, 12, 16, 96, 1, 1, 1, 1, Padding::Same},
+      {4, 12, 12, 96, 24, 1, 1, 1, 1, Padding::Same},
+      {2, 3, 3, 320, 70, 1, 1, 1, 1, Padding::Same},
+      {1, 2, 3, 5, 7, 1, 1, 1, 1, Padding::Same},
+      {3, 11, 13, 40, 40, 1, 1, 1, 1, Padding::Same},
+      {3, 8, 8, 40, 90, 1, 1, 1, 1, Padding::Same},
       {3, 8, 8, 90, 40, 1, 1, 1, 1, Padding::Same},
       // few rows, many columns: threads split the columns of the GEMMs
-      {2, 6, 6, 64, 150, 1, 1, 1, 1, Padding::Same},  {2, 6, 6, 64, 200, 1, 1, 1, 1, Padding::Same},
+      {2, 6, 6, 64, 150, 1, 1, 1, 1, Padding::Same},
+      {2, 6, 6, 64, 200, 1, 1, 1, 1, Padding::Same},
       {2, 6, 6, 200, 64, 1, 1, 1, 1, Padding::Same},
       // fewer rows than a micro-tile (batch-1 inference on small maps): one padded tile
-      {1, 3, 3, 320, 1280, 1, 1, 1, 1, Padding::Same}, {1, 3, 3, 160, 150, 1, 1, 1, 1, Padding::Same},
-      {1, 1, 1, 64, 100, 1, 1, 1, 1, Padding::Same},   {1, 3, 4, 96, 40, 1, 1, 1, 1, Padding::Same},
-      {1, 2, 7, 40, 33, 1, 1, 1, 1, Padding::Same},    {1, 1, 5, 700, 50, 1, 1, 1, 1, Padding::Same},
+      {1, 3, 3, 320, 1280, 1, 1, 1, 1, Padding::Same},
+      {1, 3, 3, 160, 150, 1, 1, 1, 1, Padding::Same},
+      {1, 1, 1, 64, 100, 1, 1, 1, 1, Padding::Same},
+      {1, 3, 4, 96, 40, 1, 1, 1, 1, Padding::Same},
+      {1, 2, 7, 40, 33, 1, 1, 1, 1, Padding::Same},
+      {1, 1, 5, 700, 50, 1, 1, 1, 1, Padding::Same},
       {1, 3, 5, 17, 1, 1, 1, 1, 1, Padding::Same},
   };
   uint64_t seed = 100;
@@ -225,15 +245,23 @@ TEST_CASE("Conv2D fast kernels match the reference: pointwise shapes") {
 TEST_CASE("Conv2D fast kernels match the reference: strided and KxK shapes") {
   ThreadGuard guard;
   const KCase cases[] = {
-      {2, 24, 24, 3, 32, 3, 3, 2, 2, Padding::Same},   {2, 23, 17, 3, 17, 3, 3, 2, 2, Padding::Same},
-      {3, 9, 8, 17, 33, 3, 3, 1, 1, Padding::Same},    {2, 10, 9, 33, 3, 3, 3, 2, 2, Padding::Valid},
-      {2, 11, 9, 1, 8, 5, 3, 1, 1, Padding::Same},     {2, 9, 12, 150, 17, 3, 3, 2, 2, Padding::Same},
-      {2, 7, 7, 17, 33, 1, 1, 2, 2, Padding::Valid},   {2, 6, 6, 3, 1, 5, 3, 2, 1, Padding::Same},
-      {1, 4, 4, 2, 3, 3, 3, 1, 1, Padding::Valid},     {5, 13, 11, 8, 20, 3, 3, 2, 2, Padding::Same},
+      {2, 24, 24, 3, 32, 3, 3, 2, 2, Padding::Same},
+      {2, 23, 17, 3, 17, 3, 3, 2, 2, Padding::Same},
+      {3, 9, 8, 17, 33, 3, 3, 1, 1, Padding::Same},
+      {2, 10, 9, 33, 3, 3, 3, 2, 2, Padding::Valid},
+      {2, 11, 9, 1, 8, 5, 3, 1, 1, Padding::Same},
+      {2, 9, 12, 150, 17, 3, 3, 2, 2, Padding::Same},
+      {2, 7, 7, 17, 33, 1, 1, 2, 2, Padding::Valid},
+      {2, 6, 6, 3, 1, 5, 3, 2, 1, Padding::Same},
+      {1, 4, 4, 2, 3, 3, 3, 1, 1, Padding::Valid},
+      {5, 13, 11, 8, 20, 3, 3, 2, 2, Padding::Same},
       // wide rows: the direct (no im2col) forward with gathered border pixels
-      {2, 10, 70, 3, 32, 3, 3, 2, 2, Padding::Same},   {2, 7, 67, 3, 17, 3, 3, 2, 2, Padding::Same},
-      {2, 6, 40, 17, 33, 3, 3, 1, 1, Padding::Same},   {2, 9, 36, 5, 20, 5, 3, 1, 1, Padding::Valid},
-      {1, 5, 50, 2, 70, 3, 5, 2, 1, Padding::Same},    {2, 6, 40, 7, 90, 3, 3, 1, 1, Padding::Same},
+      {2, 10, 70, 3, 32, 3, 3, 2, 2, Padding::Same},
+      {2, 7, 67, 3, 17, 3, 3, 2, 2, Padding::Same},
+      {2, 6, 40, 17, 33, 3, 3, 1, 1, Padding::Same},
+      {2, 9, 36, 5, 20, 5, 3, 1, 1, Padding::Valid},
+      {1, 5, 50, 2, 70, 3, 5, 2, 1, Padding::Same},
+      {2, 6, 40, 7, 90, 3, 3, 1, 1, Padding::Same},
   };
   uint64_t seed = 500;
   for (int threads : {1, 2, 3})
@@ -243,7 +271,9 @@ TEST_CASE("Conv2D fast kernels match the reference: strided and KxK shapes") {
 
 TEST_CASE("Conv2D 'same' stride 2 equals ZeroPadding + 'valid' (Keras correct_pad)") {
   // TF "same" pads (0, 1) rows/cols for even inputs with k=3, s=2 and (1, 1) for odd ones.
-  struct P { int64_t h, w, top, bottom, left, right; };
+  struct P {
+    int64_t h, w, top, bottom, left, right;
+  };
   for (P p : {P{8, 8, 0, 1, 0, 1}, P{8, 6, 0, 1, 0, 1}, P{7, 7, 1, 1, 1, 1}, P{8, 7, 0, 1, 1, 1}}) {
     CAPTURE(p.h);
     CAPTURE(p.w);
@@ -252,7 +282,8 @@ TEST_CASE("Conv2D 'same' stride 2 equals ZeroPadding + 'valid' (Keras correct_pa
     Rng rng(21);
     TensorF x = mt::random_tensor<float>(Shape{2, p.h, p.w, 3}, rng);
     conv.build(x.shape().sample());
-    for (int64_t i = 0; i < conv.bias().value.size(); ++i) conv.bias().value[i] = float(rng.uniform(-1, 1));
+    for (int64_t i = 0; i < conv.bias().value.size(); ++i)
+      conv.bias().value[i] = float(rng.uniform(-1, 1));
     const TensorF& y = conv.forward(x);
     // Explicit zero padding, then a 'valid' reference convolution.
     int64_t ph = p.h + p.top + p.bottom, pw = p.w + p.left + p.right;
@@ -265,8 +296,8 @@ TEST_CASE("Conv2D 'same' stride 2 equals ZeroPadding + 'valid' (Keras correct_pa
     REQUIRE(gv.out_h == y.dim(1));
     REQUIRE(gv.out_w == y.dim(2));
     TensorF yv(y.shape());
-    kernels::ref::conv2d_forward<float>(gv, xp.data(), conv.kernel().value.data(), conv.bias().value.data(),
-                                        Activation::Linear, yv.data());
+    kernels::ref::conv2d_forward<float>(gv, xp.data(), conv.kernel().value.data(),
+                                        conv.bias().value.data(), Activation::Linear, yv.data());
     CHECK(mt::max_abs_diff(y, yv) < 1e-5);
     ConvGeometry gs = make_conv_geometry(2, p.h, p.w, 3, 5, 3, 3, 2, 2, Padding::Same);
     CHECK(gs.pad_top == p.top);
@@ -340,18 +371,28 @@ TEST_CASE("Conv2D bad input: channels, rank, zero-sized dimension, empty output"
   Conv2D conv("c1", 4, 3, 1, Padding::Same);
   conv.build(Shape{8, 8, 3});
   TensorF wrong_c(Shape{2, 8, 8, 4}, 0.f);
-  mt::check_throws_with([&] { conv.forward(wrong_c); }, {"Conv2D", "'c1'", "(2, 8, 8, 4)", "(None, 8, 8, 3)"});
+  mt::check_throws_with([&] { conv.forward(wrong_c); },
+                        {"Conv2D", "'c1'", "(2, 8, 8, 4)", "(None, 8, 8, 3)"});
   TensorF wrong_hw(Shape{2, 9, 8, 3}, 0.f);
-  mt::check_throws_with([&] { conv.forward(wrong_hw); }, {"'c1'", "(2, 9, 8, 3)", "(None, 8, 8, 3)"});
+  mt::check_throws_with([&] { conv.forward(wrong_hw); },
+                        {"'c1'", "(2, 9, 8, 3)", "(None, 8, 8, 3)"});
 
   Conv2D rank("c2", 4, 3);
   TensorF unbatched(Shape{8, 8, 3}, 0.f);  // an image without batch dimension
-  mt::check_throws_with([&] { rank.forward(unbatched); }, {"Conv2D", "'c2'", "(None, height, width, channels)", "(None, 8, 3)"});
+  mt::check_throws_with([&] { rank.forward(unbatched); },
+                        {"Conv2D", "'c2'", "(None, height, width, channels)", "(None, 8, 3)"});
   mt::check_throws_with([&] { Conv2D("c3", 4, 3).build(Shape{8, 8}); }, {"'c3'", "(None, 8, 8)"});
 
-  mt::check_throws_with([&] { Conv2D("c4", 4, 3).build(Shape{0, 8, 3}); }, {"Conv2D", "'c4'", "(0, 8, 3)", "zero"});
-  mt::check_throws_with([&] { Conv2D("c5", 4, 5, 1, Padding::Valid).build(Shape{3, 8, 2}); },
-                        {"Conv2D", "'c5'", "(None, 3, 8, 2)", "5x5", "valid", "empty"});
+  mt::check_throws_with(
+      [&] {
+        Conv2D("c4", 4, 3).build(Shape{0, 8, 3});
+      },
+      {"Conv2D", "'c4'", "(0, 8, 3)", "zero"});
+  mt::check_throws_with(
+      [&] {
+        Conv2D("c5", 4, 5, 1, Padding::Valid).build(Shape{3, 8, 2});
+      },
+      {"Conv2D", "'c5'", "(None, 3, 8, 2)", "5x5", "valid", "empty"});
   TensorF empty_batch(Shape{0, 8, 8, 3});
   mt::check_throws_with([&] { conv.forward(empty_batch); }, {"'c1'", "(0, 8, 8, 3)"});
   mt::check_throws_with([&] { Conv2D("c6", 0, 3); }, {"Conv2D", "'c6'", "filters (0)"});

@@ -24,14 +24,19 @@ double scaled_rel_diff(const A& a, const B& ref) {
   for (int64_t i = 0; i < ref.size(); ++i) mx = std::max(mx, std::abs(double(ref[i])));
   double floor = std::max(1e-2 * mx, 1e-30), m = 0;
   for (int64_t i = 0; i < ref.size(); ++i)
-    m = std::max(m, std::abs(double(a[i]) - double(ref[i])) / std::max(std::abs(double(ref[i])), floor));
+    m = std::max(
+        m, std::abs(double(a[i]) - double(ref[i])) / std::max(std::abs(double(ref[i])), floor));
   return m;
 }
 
 }  // namespace
 
 TEST_CASE("Dense gradients match finite differences (double)") {
-  struct C { int64_t n, in, units; bool bias; Activation act; };
+  struct C {
+    int64_t n, in, units;
+    bool bias;
+    Activation act;
+  };
   for (C c : {C{3, 7, 5, true, Activation::Linear}, C{2, 5, 1, false, Activation::Linear},
               C{4, 9, 6, true, Activation::ReLU}, C{1, 4, 3, true, Activation::ReLU6},
               C{5, 33, 17, true, Activation::Linear}}) {
@@ -65,7 +70,9 @@ TEST_CASE("Dense gradients match finite differences (double)") {
 
 TEST_CASE("Dense fast kernels match the reference") {
   ThreadGuard guard;
-  struct C { int64_t n, in, out; };
+  struct C {
+    int64_t n, in, out;
+  };
   double worst = 0;
   uint64_t seed = 1;
   for (int threads : {1, 2, 3})
@@ -86,13 +93,18 @@ TEST_CASE("Dense fast kernels match the reference") {
       TensorD bd = TensorD::cast_from<float>(b), dzd = TensorD::cast_from<float>(dz);
       TensorF y(Shape{c.n, c.out});
       TensorD yr(Shape{c.n, c.out});
-      kernels::dense_forward<float>(c.n, c.in, c.out, x.data(), w.data(), b.data(), Activation::ReLU, y.data());
-      kernels::ref::dense_forward<double>(c.n, c.in, c.out, xd.data(), wd.data(), bd.data(), Activation::ReLU, yr.data());
+      kernels::dense_forward<float>(c.n, c.in, c.out, x.data(), w.data(), b.data(),
+                                    Activation::ReLU, y.data());
+      kernels::ref::dense_forward<double>(c.n, c.in, c.out, xd.data(), wd.data(), bd.data(),
+                                          Activation::ReLU, yr.data());
       TensorF dx(Shape{c.n, c.in}, 5.f), dw(Shape{c.in, c.out}, 0.5f), db(Shape{c.out}, -1.f);
       TensorD dxr(Shape{c.n, c.in}), dwr(Shape{c.in, c.out}, 0.5), dbr(Shape{c.out}, -1.0);
-      kernels::dense_backward<float>(c.n, c.in, c.out, x.data(), w.data(), dz.data(), dx.data(), dw.data(), db.data());
-      kernels::ref::dense_backward<double>(c.n, c.in, c.out, xd.data(), wd.data(), dzd.data(), dxr.data(), dwr.data(), dbr.data());
-      double e[] = {scaled_rel_diff(y, yr), scaled_rel_diff(dx, dxr), scaled_rel_diff(dw, dwr), scaled_rel_diff(db, dbr)};
+      kernels::dense_backward<float>(c.n, c.in, c.out, x.data(), w.data(), dz.data(), dx.data(),
+                                     dw.data(), db.data());
+      kernels::ref::dense_backward<double>(c.n, c.in, c.out, xd.data(), wd.data(), dzd.data(),
+                                           dxr.data(), dwr.data(), dbr.data());
+      double e[] = {scaled_rel_diff(y, yr), scaled_rel_diff(dx, dxr), scaled_rel_diff(dw, dwr),
+                    scaled_rel_diff(db, dbr)};
       for (double v : e) {
         CHECK(v < 1e-4);
         worst = std::max(worst, v);
@@ -140,10 +152,16 @@ TEST_CASE("Dense bad input: feature count, rank, zero-sized dimension") {
   mt::check_throws_with([&] { fc.forward(x); }, {"Dense", "'fc'", "(4, 7)", "(None, 5)"});
   Dense r("fc2", 3);
   TensorF img(Shape{2, 4, 4, 8}, 0.f);
-  mt::check_throws_with([&] { r.forward(img); }, {"Dense", "'fc2'", "(None, features)", "(None, 4, 4, 8)"});
-  mt::check_throws_with([&] { Dense("fc3", 3).build(Shape{0}); }, {"Dense", "'fc3'", "(0,)", "zero"});
+  mt::check_throws_with([&] { r.forward(img); },
+                        {"Dense", "'fc2'", "(None, features)", "(None, 4, 4, 8)"});
+  mt::check_throws_with([&] { Dense("fc3", 3).build(Shape{0}); },
+                        {"Dense", "'fc3'", "(0,)", "zero"});
   mt::check_throws_with([&] { Dense("fc4", 0); }, {"Dense", "'fc4'", "units"});
   // The gradient must have the output's shape.
   fc.forward(TensorF(Shape{2, 5}, 1.f));
-  mt::check_throws_with([&] { fc.backward(TensorF(Shape{2, 4}, 1.f)); }, {"'fc'", "(2, 4)", "(2, 3)"});
+  mt::check_throws_with(
+      [&] {
+        fc.backward(TensorF(Shape{2, 4}, 1.f));
+      },
+      {"'fc'", "(2, 4)", "(2, 3)"});
 }

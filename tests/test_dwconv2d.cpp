@@ -120,10 +120,14 @@ TEST_CASE("DepthwiseConv2D gradcheck: fused ReLU6 and ReLU away from kinks") {
 
 TEST_CASE("DepthwiseConv2D generic double kernels equal the reference") {
   Rng rng(21);
-  struct Case { int64_t n, h, w, c, kh, kw, sh, sw; Padding p; };
-  const Case cases[] = {{2, 7, 5, 3, 3, 3, 1, 1, Padding::Same}, {2, 8, 6, 4, 3, 3, 2, 2, Padding::Same},
-                        {1, 7, 9, 5, 3, 3, 2, 2, Padding::Same}, {2, 9, 8, 3, 5, 5, 2, 2, Padding::Same},
-                        {3, 6, 7, 2, 3, 3, 1, 1, Padding::Valid}, {1, 7, 8, 3, 3, 5, 2, 1, Padding::Same}};
+  struct Case {
+    int64_t n, h, w, c, kh, kw, sh, sw;
+    Padding p;
+  };
+  const Case cases[] = {
+      {2, 7, 5, 3, 3, 3, 1, 1, Padding::Same},  {2, 8, 6, 4, 3, 3, 2, 2, Padding::Same},
+      {1, 7, 9, 5, 3, 3, 2, 2, Padding::Same},  {2, 9, 8, 3, 5, 5, 2, 2, Padding::Same},
+      {3, 6, 7, 2, 3, 3, 1, 1, Padding::Valid}, {1, 7, 8, 3, 3, 5, 2, 1, Padding::Same}};
   for (const auto& k : cases) {
     auto g = make_conv_geometry(k.n, k.h, k.w, k.c, k.c, k.kh, k.kw, k.sh, k.sw, k.p);
     TensorD x = mt::random_tensor<double>(Shape{k.n, k.h, k.w, k.c}, rng);
@@ -132,11 +136,13 @@ TEST_CASE("DepthwiseConv2D generic double kernels equal the reference") {
     TensorD dy = mt::random_tensor<double>(Shape{k.n, g.out_h, g.out_w, k.c}, rng);
     TensorD y0(dy.shape()), y1(dy.shape()), dx0(x.shape()), dx1(x.shape());
     TensorD dw0(w.shape(), 0.5), dw1(w.shape(), 0.5), db0(b.shape(), 0.25), db1(b.shape(), 0.25);
-    kernels::ref::dwconv2d_nhwc_forward(g, x.data(), w.data(), b.data(), Activation::ReLU, y0.data());
+    kernels::ref::dwconv2d_nhwc_forward(g, x.data(), w.data(), b.data(), Activation::ReLU,
+                                        y0.data());
     kernels::dwconv2d_nhwc_forward(g, x.data(), w.data(), b.data(), Activation::ReLU, y1.data());
     kernels::ref::dwconv2d_nhwc_backward_input(g, dy.data(), w.data(), dx0.data());
     kernels::ref::dwconv2d_nhwc_backward_weight(g, x.data(), dy.data(), dw0.data(), db0.data());
-    kernels::dwconv2d_nhwc_backward(g, x.data(), dy.data(), w.data(), dx1.data(), dw1.data(), db1.data());
+    kernels::dwconv2d_nhwc_backward(g, x.data(), dy.data(), w.data(), dx1.data(), dw1.data(),
+                                    db1.data());
     CHECK(mt::max_abs_diff(y1, y0) < 1e-12);
     CHECK(mt::max_abs_diff(dx1, dx0) < 1e-12);
     CHECK(mt::max_abs_diff(dw1, dw0) < 1e-12);
@@ -163,15 +169,16 @@ struct KernelErrors {
 };
 
 // One random problem: fast (or dispatched) float kernels vs the reference.
-void compare_with_reference(const ConvGeometry& g, Rng& rng, Activation act, bool with_bias, bool fast_api,
-                            KernelErrors& err) {
+void compare_with_reference(const ConvGeometry& g, Rng& rng, Activation act, bool with_bias,
+                            bool fast_api, KernelErrors& err) {
   const int64_t C = g.in_c;
   TensorF x = mt::random_tensor<float>(Shape{g.n, g.in_h, g.in_w, C}, rng);
   TensorF w = mt::random_tensor<float>(Shape{g.k_h, g.k_w, C}, rng);
   TensorF b = mt::random_tensor<float>(Shape{C}, rng);
   TensorF dy = mt::random_tensor<float>(Shape{g.n, g.out_h, g.out_w, C}, rng);
   const float* bp = with_bias ? b.data() : nullptr;
-  TensorF y0(dy.shape()), y1(dy.shape(), 123.f), dx0(x.shape()), dx1(x.shape(), 123.f), dx2(x.shape(), 7.f);
+  TensorF y0(dy.shape()), y1(dy.shape(), 123.f), dx0(x.shape()), dx1(x.shape(), 123.f),
+      dx2(x.shape(), 7.f);
   TensorF dw0(w.shape(), 0.5f), dw1(w.shape(), 0.5f), dw2(w.shape(), 0.5f);
   TensorF db0(b.shape(), 0.25f), db1(b.shape(), 0.25f), db2(b.shape(), 0.25f);
   kernels::ref::dwconv2d_nhwc_forward(g, x.data(), w.data(), bp, act, y0.data());
@@ -180,30 +187,35 @@ void compare_with_reference(const ConvGeometry& g, Rng& rng, Activation act, boo
   if (fast_api) {
     REQUIRE(kernels::dwconv2d_nhwc_has_fast_path(g));
     const bool s1 = g.stride_h == 1;
-    (s1 ? kernels::dwconv2d_nhwc_3x3_s1 : kernels::dwconv2d_nhwc_3x3_s2)(g, x.data(), w.data(), bp, act, y1.data());
+    (s1 ? kernels::dwconv2d_nhwc_3x3_s1 : kernels::dwconv2d_nhwc_3x3_s2)(g, x.data(), w.data(), bp,
+                                                                         act, y1.data());
     // Fused pass, and the separate input / weight entry points.
-    (s1 ? kernels::dwconv2d_nhwc_3x3_s1_backward
-        : kernels::dwconv2d_nhwc_3x3_s2_backward)(g, x.data(), dy.data(), w.data(), dx1.data(), dw1.data(),
-                                                  db1.data());
+    (s1 ? kernels::dwconv2d_nhwc_3x3_s1_backward : kernels::dwconv2d_nhwc_3x3_s2_backward)(
+        g, x.data(), dy.data(), w.data(), dx1.data(), dw1.data(), db1.data());
     (s1 ? kernels::dwconv2d_nhwc_3x3_s1_backward_input
         : kernels::dwconv2d_nhwc_3x3_s2_backward_input)(g, dy.data(), w.data(), dx2.data());
     (s1 ? kernels::dwconv2d_nhwc_3x3_s1_backward_weight
-        : kernels::dwconv2d_nhwc_3x3_s2_backward_weight)(g, x.data(), dy.data(), dw2.data(), db2.data());
+        : kernels::dwconv2d_nhwc_3x3_s2_backward_weight)(g, x.data(), dy.data(), dw2.data(),
+                                                         db2.data());
   } else {
     kernels::dwconv2d_nhwc_forward(g, x.data(), w.data(), bp, act, y1.data());
-    kernels::dwconv2d_nhwc_backward(g, x.data(), dy.data(), w.data(), dx1.data(), dw1.data(), db1.data());
-    kernels::dwconv2d_nhwc_backward<float>(g, nullptr, dy.data(), w.data(), dx2.data(), nullptr, nullptr);
-    kernels::dwconv2d_nhwc_backward<float>(g, x.data(), dy.data(), w.data(), nullptr, dw2.data(), db2.data());
+    kernels::dwconv2d_nhwc_backward(g, x.data(), dy.data(), w.data(), dx1.data(), dw1.data(),
+                                    db1.data());
+    kernels::dwconv2d_nhwc_backward<float>(g, nullptr, dy.data(), w.data(), dx2.data(), nullptr,
+                                           nullptr);
+    kernels::dwconv2d_nhwc_backward<float>(g, x.data(), dy.data(), w.data(), nullptr, dw2.data(),
+                                           db2.data());
   }
-  const double e[] = {rel_inf(y1, y0),  rel_inf(dx1, dx0), rel_inf(dx2, dx0), rel_inf(dw1, dw0),
+  const double e[] = {rel_inf(y1, y0),   rel_inf(dx1, dx0), rel_inf(dx2, dx0), rel_inf(dw1, dw0),
                       rel_inf(dw2, dw0), rel_inf(db1, db0), rel_inf(db2, db0)};
   double worst = 0;
   for (double v : e) worst = std::max(worst, v);
   err.add(worst);
-  INFO("n=" << g.n << " h=" << g.in_h << " w=" << g.in_w << " c=" << C << " k=" << g.k_h << "x" << g.k_w
-            << " s=" << g.stride_h << " pad(t,l)=" << g.pad_top << "," << g.pad_left << " act=" << to_string(act)
-            << " bias=" << with_bias << " threads=" << num_threads() << " errors y/dx/dx_only/dw/dw_only/db/db_only "
-            << e[0] << " " << e[1] << " " << e[2] << " " << e[3] << " " << e[4] << " " << e[5] << " " << e[6]);
+  INFO("n=" << g.n << " h=" << g.in_h << " w=" << g.in_w << " c=" << C << " k=" << g.k_h << "x"
+            << g.k_w << " s=" << g.stride_h << " pad(t,l)=" << g.pad_top << "," << g.pad_left
+            << " act=" << to_string(act) << " bias=" << with_bias << " threads=" << num_threads()
+            << " errors y/dx/dx_only/dw/dw_only/db/db_only " << e[0] << " " << e[1] << " " << e[2]
+            << " " << e[3] << " " << e[4] << " " << e[5] << " " << e[6]);
   REQUIRE(worst < 1e-5);
 }
 
@@ -237,7 +249,8 @@ TEST_CASE("dwconv2d fast 3x3 kernels match the reference (random shapes, 1-3 thr
         ++cases;
       }
   }
-  MESSAGE("fast 3x3 vs reference: " << cases << " cases, worst normwise relative error " << err.worst);
+  MESSAGE("fast 3x3 vs reference: " << cases << " cases, worst normwise relative error "
+                                    << err.worst);
 }
 
 TEST_CASE("dwconv2d dispatch: generic float path (5x5, mixed strides) matches the reference") {
@@ -251,15 +264,18 @@ TEST_CASE("dwconv2d dispatch: generic float path (5x5, mixed strides) matches th
       auto g2 = make_conv_geometry(1, 10, 7, C, C, 5, 5, 2, 2, Padding::Same);
       auto g3 = make_conv_geometry(2, 8, 9, C, C, 3, 3, 1, 2, Padding::Same);
       auto g4 = make_conv_geometry(3, 8, 8, C, C, 3, 3, 3, 3, Padding::Valid);
-      for (const auto& g : {g1, g2, g3, g4}) compare_with_reference(g, rng, Activation::ReLU6, true, false, err);
-      auto g5 = make_conv_geometry(2, 9, 10, C, C, 3, 3, 2, 2, Padding::Same);  // dispatched to the fast path
+      for (const auto& g : {g1, g2, g3, g4})
+        compare_with_reference(g, rng, Activation::ReLU6, true, false, err);
+      auto g5 = make_conv_geometry(2, 9, 10, C, C, 3, 3, 2, 2,
+                                   Padding::Same);  // dispatched to the fast path
       compare_with_reference(g5, rng, Activation::Linear, false, false, err);
     }
   }
   MESSAGE("dispatched kernels vs reference: worst normwise relative error " << err.worst);
 }
 
-TEST_CASE("dwconv2d fast kernels: deterministic per thread count, serial inside a parallel region") {
+TEST_CASE(
+    "dwconv2d fast kernels: deterministic per thread count, serial inside a parallel region") {
   ThreadGuard guard;
   Rng rng(300);
   auto g = make_conv_geometry(3, 19, 17, 150, 150, 3, 3, 1, 1, Padding::Same);
@@ -279,7 +295,8 @@ TEST_CASE("dwconv2d fast kernels: deterministic per thread count, serial inside 
   CHECK(mt::max_abs_diff(db_a, db_b) == 0);
 
   TensorF y_ref(dy.shape());
-  kernels::ref::dwconv2d_nhwc_forward(g, x.data(), w.data(), nullptr, Activation::Linear, y_ref.data());
+  kernels::ref::dwconv2d_nhwc_forward(g, x.data(), w.data(), nullptr, Activation::Linear,
+                                      y_ref.data());
   const int outer = 3;
   std::vector<TensorF> ys(outer, TensorF(dy.shape()));
 #ifdef _OPENMP
@@ -319,16 +336,18 @@ TEST_CASE("DepthwiseConv2D layer: parameters, init, float forward/backward vs re
   const TensorF& y = layer.forward(x, true);
   auto g = layer.geometry(2);
   TensorF y_ref(y.shape());
-  kernels::ref::dwconv2d_nhwc_forward(g, x.data(), layer.kernel().value.data(), layer.bias().value.data(),
-                                      Activation::ReLU6, y_ref.data());
+  kernels::ref::dwconv2d_nhwc_forward(g, x.data(), layer.kernel().value.data(),
+                                      layer.bias().value.data(), Activation::ReLU6, y_ref.data());
   CHECK(rel_inf(y, y_ref) < 1e-5);
 
   TensorF dy = mt::random_tensor<float>(y.shape(), rng);
   layer.zero_grad();
   TensorF dx = layer.backward(dy);
-  TensorF dz(dy.shape()), dx_ref(x.shape()), dw_ref(Shape{3, 3, 17, 1}, 0.f), db_ref(Shape{17}, 0.f);
+  TensorF dz(dy.shape()), dx_ref(x.shape()), dw_ref(Shape{3, 3, 17, 1}, 0.f),
+      db_ref(Shape{17}, 0.f);
   kernels::activate_backward(Activation::ReLU6, y.data(), dy.data(), dz.data(), dy.size());
-  kernels::ref::dwconv2d_nhwc_backward_input(g, dz.data(), layer.kernel().value.data(), dx_ref.data());
+  kernels::ref::dwconv2d_nhwc_backward_input(g, dz.data(), layer.kernel().value.data(),
+                                             dx_ref.data());
   kernels::ref::dwconv2d_nhwc_backward_weight(g, x.data(), dz.data(), dw_ref.data(), db_ref.data());
   CHECK(rel_inf(dx, dx_ref) < 1e-5);
   CHECK(rel_inf(layer.kernel().grad, dw_ref) < 1e-5);
@@ -394,24 +413,38 @@ TEST_CASE("DepthwiseConv2D errors name the layer, the expected and the actual sh
                         {"DepthwiseConv2D", "'dw_err'", "(2, 5, 5, 4)", "(None, 5, 5, 3)"});
 
   DepthwiseConv2D rank("dw_rank", 3);
-  mt::check_throws_with([&] { rank.build(Shape{5, 5}); }, {"DepthwiseConv2D", "'dw_rank'", "rank 4", "(None, 5, 5)"});
+  mt::check_throws_with(
+      [&] {
+        rank.build(Shape{5, 5});
+      },
+      {"DepthwiseConv2D", "'dw_rank'", "rank 4", "(None, 5, 5)"});
   DepthwiseConv2D rank2("dw_rank2", 3);
   TensorF r3(Shape{2, 5, 5}, 0.f);
   mt::check_throws_with([&] { rank2.forward(r3); }, {"'dw_rank2'", "rank 4", "(None, 5, 5)"});
 
   DepthwiseConv2D zero("dw_zero", 3);
-  mt::check_throws_with([&] { zero.build(Shape{0, 5, 3}); }, {"DepthwiseConv2D", "'dw_zero'", "(0, 5, 3)", "zero"});
+  mt::check_throws_with(
+      [&] {
+        zero.build(Shape{0, 5, 3});
+      },
+      {"DepthwiseConv2D", "'dw_zero'", "(0, 5, 3)", "zero"});
 
   DepthwiseConv2D small("dw_small", 3, 1, Padding::Valid);
-  mt::check_throws_with([&] { small.build(Shape{2, 5, 3}); },
-                        {"DepthwiseConv2D", "'dw_small'", "(None, 2, 5, 3)", "(None, 0, 3, 3)", "valid"});
+  mt::check_throws_with(
+      [&] {
+        small.build(Shape{2, 5, 3});
+      },
+      {"DepthwiseConv2D", "'dw_small'", "(None, 2, 5, 3)", "(None, 0, 3, 3)", "valid"});
 
-  mt::check_throws_with([&] { DepthwiseConv2D("dw_mult", 3, 1, Padding::Same, true, Activation::Linear, 2); },
-                        {"DepthwiseConv2D", "'dw_mult'", "depth_multiplier 2", "expected 1"});
-  CHECK_THROWS_AS(DepthwiseConv2D("dw_mult", 3, 1, Padding::Same, true, Activation::Linear, 2), ConfigError);
+  mt::check_throws_with(
+      [&] { DepthwiseConv2D("dw_mult", 3, 1, Padding::Same, true, Activation::Linear, 2); },
+      {"DepthwiseConv2D", "'dw_mult'", "depth_multiplier 2", "expected 1"});
+  CHECK_THROWS_AS(DepthwiseConv2D("dw_mult", 3, 1, Padding::Same, true, Activation::Linear, 2),
+                  ConfigError);
   CHECK_THROWS_AS(DepthwiseConv2D("dw_k0", 0), ConfigError);
 
   layer.forward(TensorF(Shape{2, 5, 5, 3}, 1.f));
   TensorF bad_dy(Shape{2, 5, 4, 3}, 0.f);
-  mt::check_throws_with([&] { layer.backward(bad_dy); }, {"'dw_err'", "(2, 5, 4, 3)", "(2, 5, 5, 3)"});
+  mt::check_throws_with([&] { layer.backward(bad_dy); },
+                        {"'dw_err'", "(2, 5, 4, 3)", "(2, 5, 5, 3)"});
 }

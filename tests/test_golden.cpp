@@ -31,7 +31,9 @@ namespace {
 
 constexpr double kTolerance = 1e-4;
 
-std::string golden_dir() { return mt::fixtures_dir() + "/golden"; }
+std::string golden_dir() {
+  return mt::fixtures_dir() + "/golden";
+}
 
 const json& golden_index() {
   static const json index = [] {
@@ -70,7 +72,8 @@ std::map<std::string, double>& worst_by_type() {
   return m;
 }
 
-void compare(const std::string& type, const std::string& where, ConstView<float> got, const TensorF& want) {
+void compare(const std::string& type, const std::string& where, ConstView<float> got,
+             const TensorF& want) {
   REQUIRE_MESSAGE(got.shape() == want.shape(),
                   where << ": shape " << got.shape().str() << ", golden " << want.shape().str());
   double e = golden_error(got, want);
@@ -98,11 +101,12 @@ void run_layer_case(LayerT<float>& layer, const std::string& case_name) {
     if (is_weight_key(key)) weights.push_back(key);
   for (const auto& w : weights) {
     ParameterT<float>* p = layer.find_parameter(layer.name() + "/" + w);
-    REQUIRE_MESSAGE(p != nullptr, case_name << ": layer has no parameter '" << layer.name() << "/" << w << "'");
+    REQUIRE_MESSAGE(p != nullptr,
+                    case_name << ": layer has no parameter '" << layer.name() << "/" << w << "'");
     TensorF v = load(case_name, w);
     REQUIRE_MESSAGE(p->value.shape() == v.shape(), case_name << ": " << p->name << " has shape "
-                                                             << p->value.shape().str() << ", golden "
-                                                             << v.shape().str());
+                                                             << p->value.shape().str()
+                                                             << ", golden " << v.shape().str());
     p->value = v;
   }
   const bool training = c["training"];
@@ -110,7 +114,9 @@ void run_layer_case(LayerT<float>& layer, const std::string& case_name) {
   compare(type, case_name + " y", y, load(case_name, "y"));
   for (const auto& w : weights) {
     ParameterT<float>* p = layer.find_parameter(layer.name() + "/" + w);
-    if (p->is_state) compare(type, case_name + " " + w + " after forward", p->value, load(case_name, w + "_after"));
+    if (p->is_state)
+      compare(type, case_name + " " + w + " after forward", p->value,
+              load(case_name, w + "_after"));
   }
   layer.zero_grad();
   TensorF r = load(case_name, "r");
@@ -122,7 +128,9 @@ void run_layer_case(LayerT<float>& layer, const std::string& case_name) {
   }
 }
 
-Padding padding_of(const json& cfg) { return padding_from_string(cfg["padding"].get<std::string>()); }
+Padding padding_of(const json& cfg) {
+  return padding_from_string(cfg["padding"].get<std::string>());
+}
 
 }  // namespace
 
@@ -132,8 +140,8 @@ TEST_CASE("golden Conv2D: 3x3 s1 same, 3x3 s2 same (even and odd), 1x1, valid 5x
     auto ks = cfg["kernel_size"].get<std::vector<int64_t>>();
     const int64_t s = cfg["strides"].get<int64_t>();
     // The (kh, kw) form covers the square kernels too.
-    Conv2DT<float> layer(name, cfg["filters"].get<int64_t>(), {ks[0], ks[1]}, {s, s}, padding_of(cfg),
-                         cfg["use_bias"].get<bool>());
+    Conv2DT<float> layer(name, cfg["filters"].get<int64_t>(), {ks[0], ks[1]}, {s, s},
+                         padding_of(cfg), cfg["use_bias"].get<bool>());
     run_layer_case(layer, name);
   }
 }
@@ -141,8 +149,9 @@ TEST_CASE("golden Conv2D: 3x3 s1 same, 3x3 s2 same (even and odd), 1x1, valid 5x
 TEST_CASE("golden DepthwiseConv2D: 3x3 s1 same, 3x3 s2 same on even input, 3x3 s2 valid") {
   for (const auto& name : cases_of("DepthwiseConv2D")) {
     const json& cfg = golden_index()["cases"][name]["config"];
-    DepthwiseConv2DT<float> layer(name, cfg["kernel_size"][0].get<int64_t>(), cfg["strides"].get<int64_t>(),
-                                  padding_of(cfg), cfg["use_bias"].get<bool>());
+    DepthwiseConv2DT<float> layer(name, cfg["kernel_size"][0].get<int64_t>(),
+                                  cfg["strides"].get<int64_t>(), padding_of(cfg),
+                                  cfg["use_bias"].get<bool>());
     run_layer_case(layer, name);
   }
 }
@@ -150,7 +159,8 @@ TEST_CASE("golden DepthwiseConv2D: 3x3 s1 same, 3x3 s2 same on even input, 3x3 s
 TEST_CASE("golden BatchNormalization: training (with moving statistics) and inference") {
   for (const auto& name : cases_of("BatchNormalization")) {
     const json& cfg = golden_index()["cases"][name]["config"];
-    BatchNormalizationT<float> layer(name, cfg["momentum"].get<double>(), cfg["epsilon"].get<double>());
+    BatchNormalizationT<float> layer(name, cfg["momentum"].get<double>(),
+                                     cfg["epsilon"].get<double>());
     run_layer_case(layer, name);
   }
 }
@@ -190,10 +200,13 @@ TEST_CASE("golden Add") {
   compare("Add", "add dx1", d, load(name, "dx1"));
 }
 
-TEST_CASE("golden CategoricalCrossentropy: probabilities (clipped, smoothed) and logits (+-1000, smoothed)") {
+TEST_CASE(
+    "golden CategoricalCrossentropy: probabilities (clipped, smoothed) and logits (+-1000, "
+    "smoothed)") {
   for (const auto& name : cases_of("CategoricalCrossentropy")) {
     const json& cfg = golden_index()["cases"][name]["config"];
-    CategoricalCrossentropy loss(cfg["from_logits"].get<bool>(), cfg["label_smoothing"].get<double>());
+    CategoricalCrossentropy loss(cfg["from_logits"].get<bool>(),
+                                 cfg["label_smoothing"].get<double>());
     TensorF y_pred = load(name, "y_pred"), y_true = load(name, "y_true");
     TensorF value(Shape{1});
     value[0] = float(loss.forward(y_pred, y_true));
@@ -223,8 +236,8 @@ TEST_CASE("golden optimiser trajectories: 5 steps of Adam, SGD+momentum, Nestero
     if (oc["name"] == "Adam")
       opt = std::make_unique<AdamT<float>>(oc["learning_rate"].get<double>());
     else
-      opt = std::make_unique<SGDT<float>>(oc["learning_rate"].get<double>(), oc["momentum"].get<double>(),
-                                          oc["nesterov"].get<bool>());
+      opt = std::make_unique<SGDT<float>>(oc["learning_rate"].get<double>(),
+                                          oc["momentum"].get<double>(), oc["nesterov"].get<bool>());
     CategoricalCrossentropy loss(true);
     TensorF losses(Shape{steps});
     for (int t = 0; t < steps; ++t) {
@@ -235,8 +248,8 @@ TEST_CASE("golden optimiser trajectories: 5 steps of Adam, SGD+momentum, Nestero
       opt->step(model.parameters());
     }
     CHECK(opt->iterations() == steps);
-    const std::string type = "trajectory " + oc["name"].get<std::string>() +
-                             (run == "nesterov" ? " (nesterov)" : "");
+    const std::string type =
+        "trajectory " + oc["name"].get<std::string>() + (run == "nesterov" ? " (nesterov)" : "");
     compare(type, run + " losses", losses, load(name, run + "/losses"));
     for (auto* p : model.parameters())
       compare(type, run + " " + p->name + " after " + std::to_string(steps) + " steps", p->value,

@@ -28,10 +28,10 @@ std::vector<char> bmp_bytes(int32_t w, int32_t h, size_t pixel_bytes) {
   b[28] = 24;  // bits per pixel
   return b;
 }
-const char* kPhotos[] = {"cat.bmp",       "cat_720p.jpg", "resized_cat.bmp",   "grace_hopper.bmp",
-                         "panda.jpg",     "parrot.jpg",   "bird.bmp",          "dragonfly.bmp",
-                         "hot_dog.jpg",   "hotdog_test_0.bmp", "sunflower.bmp",
-                         "missvickie_potato_chips.bmp"};
+const char* kPhotos[] = {"cat.bmp",           "cat_720p.jpg",  "resized_cat.bmp",
+                         "grace_hopper.bmp",  "panda.jpg",     "parrot.jpg",
+                         "bird.bmp",          "dragonfly.bmp", "hot_dog.jpg",
+                         "hotdog_test_0.bmp", "sunflower.bmp", "missvickie_potato_chips.bmp"};
 }  // namespace
 
 TEST_CASE("decode a small BMP and resize keeps flat colours") {
@@ -55,14 +55,18 @@ TEST_CASE("resize matches PIL's antialiased bilinear bit for bit on the referenc
     for (int i = 0; i < 12; ++i) {
       std::string name = kPhotos[i];
       Image r = resize_bilinear(decode_image(dir + name), size, size);
-      const auto* want = reinterpret_cast<const uint8_t*>(ref.bytes.data()) + size_t(i) * size * size * 3;
+      const auto* want =
+          reinterpret_cast<const uint8_t*>(ref.bytes.data()) + size_t(i) * size * size * 3;
       int worst = 0;
-      for (size_t j = 0; j < r.pixels.size(); ++j) worst = std::max(worst, std::abs(int(r.pixels[j]) - int(want[j])));
+      for (size_t j = 0; j < r.pixels.size(); ++j)
+        worst = std::max(worst, std::abs(int(r.pixels[j]) - int(want[j])));
       // BMPs decode identically everywhere; JPEG decoders (stb vs libjpeg) differ by a few levels.
       bool jpeg = name.find(".jpg") != std::string::npos;
       MESSAGE(name << " @" << size << ": max |ours - PIL| = " << worst);
-      if (jpeg) CHECK(worst <= 6);
-      else CHECK(worst == 0);
+      if (jpeg)
+        CHECK(worst <= 6);
+      else
+        CHECK(worst == 0);
     }
   }
 }
@@ -72,7 +76,8 @@ TEST_CASE("bad images give clear errors") {
   mt::check_throws_with([&] { decode_image_memory(text, "'notes.txt'"); },
                         {"'notes.txt'", "not a decodable image"});
   mt::check_throws_with([&] { decode_image_memory({}, "'empty.jpg'"); }, {"'empty.jpg'", "empty"});
-  mt::check_throws_with([&] { decode_image_memory(bmp_bytes(0, 0, 0), "'zero.bmp'"); }, {"'zero.bmp'"});
+  mt::check_throws_with([&] { decode_image_memory(bmp_bytes(0, 0, 0), "'zero.bmp'"); },
+                        {"'zero.bmp'"});
   mt::check_throws_with([&] { decode_image_memory(bmp_bytes(30000, 30000, 16), "'huge.bmp'"); },
                         {"'huge.bmp'", "30000x30000"});
   // Truncated files: the header promises more pixels than there are (stb alone would decode
@@ -82,7 +87,8 @@ TEST_CASE("bad images give clear errors") {
   auto header_only = bmp_bytes(2, 2, 0);
   header_only.resize(30);
   mt::check_throws_with([&] { decode_image_memory(header_only, "'cut.bmp'"); }, {"'cut.bmp'"});
-  CHECK_NOTHROW(decode_image_memory(bmp_bytes(3, 2, 2 * 12), "'exact.bmp'"));  // rows padded to 12 bytes
+  CHECK_NOTHROW(
+      decode_image_memory(bmp_bytes(3, 2, 2 * 12), "'exact.bmp'"));  // rows padded to 12 bytes
   CHECK_THROWS(decode_image_memory(bmp_bytes(3, 2, 2 * 12 - 1), "'one-short.bmp'"));
   mt::check_throws_with([&] { decode_image("/nonexistent/x.png"); }, {"/nonexistent/x.png"});
   mt::check_throws_with([&] { preprocess_from_string("caffe"); }, {"caffe"});
@@ -119,7 +125,8 @@ TEST_CASE("a truncated JPEG is an error, a complete one with trailing bytes is n
     trailing.insert(trailing.end(), 100, 'x');
     CHECK_NOTHROW(decode_image_memory(trailing, "'trailing.jpg'"));
     std::vector<char> cut(file->begin(), file->end() - 40);
-    mt::check_throws_with([&] { decode_image_memory(cut, "'cut.jpg'"); }, {"'cut.jpg'", "truncated"});
+    mt::check_throws_with([&] { decode_image_memory(cut, "'cut.jpg'"); },
+                          {"'cut.jpg'", "truncated"});
   }
 }
 

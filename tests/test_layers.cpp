@@ -200,7 +200,8 @@ TEST_CASE("BatchNormalization forward/backward match the reference kernels") {
     kernels::ref::batchnorm_moments(x.data(), rows, C, m.data(), v.data());
     TensorF y_ref(s), dx_ref(s), dg(Shape{C}), db(Shape{C});
     kernels::ref::batchnorm_forward(x.data(), rows, C, bn.gamma()->value.data(),
-                                    bn.beta()->value.data(), m.data(), v.data(), 1e-3, y_ref.data());
+                                    bn.beta()->value.data(), m.data(), v.data(), 1e-3,
+                                    y_ref.data());
     kernels::ref::batchnorm_backward_training(dy.data(), x.data(), rows, C,
                                               bn.gamma()->value.data(), m.data(), v.data(), 1e-3,
                                               dx_ref.data(), dg.data(), db.data());
@@ -211,7 +212,8 @@ TEST_CASE("BatchNormalization forward/backward match the reference kernels") {
     CHECK(mt::max_rel_diff(bn.beta()->grad, db, 1.0) < 1e-5);
     // Gradients accumulate (ADD) across backward calls.
     bn.backward(dy);
-    for (int64_t c = 0; c < C; ++c) CHECK(bn.beta()->grad[c] == doctest::Approx(2 * db[c]).epsilon(1e-5));
+    for (int64_t c = 0; c < C; ++c)
+      CHECK(bn.beta()->grad[c] == doctest::Approx(2 * db[c]).epsilon(1e-5));
   }
 }
 
@@ -236,7 +238,8 @@ TEST_CASE("BatchNormalization training updates moving statistics with the unbias
   double mm1 = bn.moving_mean()->value[0], mv1 = bn.moving_variance()->value[0];
   bn.forward(x, true);
   CHECK(bn.moving_mean()->value[0] == doctest::Approx(mm1 * 0.99 + mean[0] * 0.01).epsilon(1e-5));
-  CHECK(bn.moving_variance()->value[0] == doctest::Approx(mv1 * 0.99 + var[0] * 0.01).epsilon(1e-5));
+  CHECK(bn.moving_variance()->value[0] ==
+        doctest::Approx(mv1 * 0.99 + var[0] * 0.01).epsilon(1e-5));
   // Training output uses the biased batch variance.
   const TensorF& y = bn.forward(x, true);
   double biased0 = var[0] * double(n - 1) / double(n);
@@ -245,7 +248,8 @@ TEST_CASE("BatchNormalization training updates moving statistics with the unbias
 
 TEST_CASE("BatchNormalization gradcheck in training mode (rank 4 and rank 2, batch > 1)") {
   Rng rng(21);
-  for (auto [center, scale] : {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
+  for (auto [center, scale] :
+       {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
     CAPTURE(center);
     CAPTURE(scale);
     BatchNormalizationT<double> bn("bn4", 0.9, 1e-3, center, scale);
@@ -300,23 +304,31 @@ TEST_CASE("BatchNormalization folded scale/shift reproduce inference") {
   for (int64_t i = 0; i < x.size(); ++i)
     CHECK(y[i] == doctest::Approx(x[i] * scale[i % 6] + shift[i % 6]).epsilon(1e-5));
   BatchNormalization unbuilt("ub");
-  mt::check_throws_with([&] { unbuilt.folded_scale_shift(); }, {"BatchNormalization 'ub'", "built"});
+  mt::check_throws_with([&] { unbuilt.folded_scale_shift(); },
+                        {"BatchNormalization 'ub'", "built"});
 }
 
 TEST_CASE("BatchNormalization rejects bad inputs and options") {
   BatchNormalization bn("bn_x");
-  mt::check_throws_with([&] { bn.build(Shape{4, 5}); },
-                        {"BatchNormalization 'bn_x'", "(None, 4, 5)", "rank"});
+  mt::check_throws_with(
+      [&] {
+        bn.build(Shape{4, 5});
+      },
+      {"BatchNormalization 'bn_x'", "(None, 4, 5)", "rank"});
   BatchNormalization bn2("bn_y");
   bn2.build(Shape{4, 4, 5});
   TensorF wrong(Shape{2, 4, 4, 3}, 0.f);
   mt::check_throws_with([&] { bn2.forward(wrong); },
                         {"BatchNormalization 'bn_y'", "(2, 4, 4, 3)", "(None, 4, 4, 5)"});
   TensorF empty_batch(Shape{0, 4, 4, 5});
-  mt::check_throws_with([&] { bn2.forward(empty_batch); }, {"BatchNormalization 'bn_y'", "(0, 4, 4, 5)"});
+  mt::check_throws_with([&] { bn2.forward(empty_batch); },
+                        {"BatchNormalization 'bn_y'", "(0, 4, 4, 5)"});
   BatchNormalization bn3("bn_z");
-  mt::check_throws_with([&] { bn3.build(Shape{4, 0, 5}); },
-                        {"BatchNormalization 'bn_z'", "(4, 0, 5)", "zero-sized"});
+  mt::check_throws_with(
+      [&] {
+        bn3.build(Shape{4, 0, 5});
+      },
+      {"BatchNormalization 'bn_z'", "(4, 0, 5)", "zero-sized"});
   mt::check_throws_with([&] { BatchNormalization("bad", 1.5); }, {"'bad'", "momentum"});
   mt::check_throws_with([&] { BatchNormalization("bad", 0.9, 0.0); }, {"'bad'", "epsilon"});
 }
@@ -342,7 +354,8 @@ TEST_CASE("ReLU, ReLU6 and ReLU(max_value) forward values and zero gradient at k
   for (int i = 0; i < 7; ++i) CHECK(y6[i] == e6[i]);
   const TensorF& y35 = relu35.forward(x);
   for (int i = 0; i < 7; ++i) CHECK(y35[i] == e35[i]);
-  float g_relu[] = {0, 0, 1, 1, 1, 1, 1}, g6[] = {0, 0, 1, 1, 1, 0, 0}, g35[] = {0, 0, 1, 0, 0, 0, 0};
+  float g_relu[] = {0, 0, 1, 1, 1, 1, 1}, g6[] = {0, 0, 1, 1, 1, 0, 0},
+        g35[] = {0, 0, 1, 0, 0, 0, 0};
   const TensorF& d = relu.backward(ones);
   for (int i = 0; i < 7; ++i) CHECK(d[i] == g_relu[i]);
   const TensorF& d6 = relu6.backward(ones);
@@ -402,8 +415,11 @@ TEST_CASE("ZeroPadding2D places the input and pads asymmetrically") {
   CHECK(ZeroPadding2D("p1", 1).build(Shape{4, 4, 3}) == Shape{6, 6, 3});
   CHECK(ZeroPadding2D("p2", 1, 2).build(Shape{4, 4, 3}) == Shape{6, 8, 3});
   mt::check_throws_with([] { ZeroPadding2D("neg", -1); }, {"ZeroPadding2D 'neg'", ">= 0"});
-  mt::check_throws_with([] { ZeroPadding2D("r2", 1).build(Shape{4, 3}); },
-                        {"ZeroPadding2D 'r2'", "(None, 4, 3)"});
+  mt::check_throws_with(
+      [] {
+        ZeroPadding2D("r2", 1).build(Shape{4, 3});
+      },
+      {"ZeroPadding2D 'r2'", "(None, 4, 3)"});
 
   Rng rng(41);
   ZeroPadding2DT<double> padd("pad_d", 0, 1, 2, 1);
@@ -521,8 +537,11 @@ TEST_CASE("Flatten keeps memory order and passes gradcheck") {
   const TensorF& dx = f.backward(dy);
   CHECK(dx.shape() == x.shape());
   CHECK(mt::max_abs_diff(dx, dy) == 0);
-  mt::check_throws_with([&] { f.forward(TensorF(Shape{2, 3, 4, 6}, 0.f)); },
-                        {"Flatten 'flatten'", "(2, 3, 4, 6)", "(None, 3, 4, 5)"});
+  mt::check_throws_with(
+      [&] {
+        f.forward(TensorF(Shape{2, 3, 4, 6}, 0.f));
+      },
+      {"Flatten 'flatten'", "(2, 3, 4, 6)", "(None, 3, 4, 5)"});
   FlattenT<double> fd("flatten_d");
   require_gradcheck(fd, mt::random_tensor<double>(Shape{3, 5, 3, 2}, rng));
 }
@@ -552,15 +571,25 @@ TEST_CASE("Add sums N inputs, passes dy to every input, rejects mismatched opera
   Add bad("block_2_add");
   mt::check_throws_with([&] { bad.forward(a, odd); },
                         {"Add 'block_2_add'", "(2, 3, 3, 4)", "(2, 3, 3, 5)"});
-  mt::check_throws_with([&] { bad.build({Shape{3, 3, 4}, Shape{3, 3, 5}}); },
-                        {"Add 'block_2_add'", "(None, 3, 3, 4)", "(None, 3, 3, 5)"});
+  mt::check_throws_with(
+      [&] {
+        bad.build({Shape{3, 3, 4}, Shape{3, 3, 5}});
+      },
+      {"Add 'block_2_add'", "(None, 3, 3, 4)", "(None, 3, 3, 5)"});
   mt::check_throws_with([&] { bad.build({Shape{3, 3, 4}}); }, {"Add 'block_2_add'", "at least 2"});
-  mt::check_throws_with([&] { bad.build({Shape{3, 0, 4}, Shape{3, 0, 4}}); },
-                        {"Add 'block_2_add'", "(3, 0, 4)", "zero-sized"});
+  mt::check_throws_with(
+      [&] {
+        bad.build({Shape{3, 0, 4}, Shape{3, 0, 4}});
+      },
+      {"Add 'block_2_add'", "(3, 0, 4)", "zero-sized"});
   // Built for one shape, fed another.
-  mt::check_throws_with([&] { add.forward({odd, odd, odd}); },
-                        {"Add 'block_1_add'", "(2, 3, 3, 5)", "(None, 3, 3, 4)"});
-  mt::check_throws_with([&] { add.backward(odd); }, {"Add 'block_1_add'", "(2, 3, 3, 5)", "(2, 3, 3, 4)"});
+  mt::check_throws_with(
+      [&] {
+        add.forward({odd, odd, odd});
+      },
+      {"Add 'block_1_add'", "(2, 3, 3, 5)", "(None, 3, 3, 4)"});
+  mt::check_throws_with([&] { add.backward(odd); },
+                        {"Add 'block_1_add'", "(2, 3, 3, 5)", "(2, 3, 3, 4)"});
 
   AddAdapter adapter;
   require_gradcheck(adapter, mt::random_tensor<double>(Shape{2, 3, 7}, rng));
@@ -569,19 +598,32 @@ TEST_CASE("Add sums N inputs, passes dy to every input, rejects mismatched opera
 TEST_CASE("layers reject wrong input shapes and zero-sized dimensions, naming themselves") {
   ReLU6 r("block_1_expand_relu");
   r.build(Shape{4, 4, 8});
-  mt::check_throws_with([&] { r.forward(TensorF(Shape{1, 4, 5, 8}, 0.f)); },
-                        {"ReLU 'block_1_expand_relu'", "(1, 4, 5, 8)", "(None, 4, 4, 8)"});
+  mt::check_throws_with(
+      [&] {
+        r.forward(TensorF(Shape{1, 4, 5, 8}, 0.f));
+      },
+      {"ReLU 'block_1_expand_relu'", "(1, 4, 5, 8)", "(None, 4, 4, 8)"});
   Softmax s("sm");
   mt::check_throws_with([&] { s.build(Shape{0}); }, {"Softmax 'sm'", "zero-sized"});
   ZeroPadding2D p("block_1_pad", 0, 1, 0, 1);
   p.build(Shape{6, 6, 3});
-  mt::check_throws_with([&] { p.forward(TensorF(Shape{2, 6, 6, 4}, 0.f)); },
-                        {"ZeroPadding2D 'block_1_pad'", "(2, 6, 6, 4)", "(None, 6, 6, 3)"});
+  mt::check_throws_with(
+      [&] {
+        p.forward(TensorF(Shape{2, 6, 6, 4}, 0.f));
+      },
+      {"ZeroPadding2D 'block_1_pad'", "(2, 6, 6, 4)", "(None, 6, 6, 3)"});
   GlobalAveragePooling2D g("gap");
-  mt::check_throws_with([&] { g.build(Shape{3, 0, 4}); }, {"GlobalAveragePooling2D 'gap'", "zero-sized"});
+  mt::check_throws_with(
+      [&] {
+        g.build(Shape{3, 0, 4});
+      },
+      {"GlobalAveragePooling2D 'gap'", "zero-sized"});
   Dropout d("drop", 0.2);
   d.build(Shape{10});
-  mt::check_throws_with([&] { d.forward(TensorF(Shape{2, 11}, 0.f)); },
-                        {"Dropout 'drop'", "(2, 11)", "(None, 10)"});
+  mt::check_throws_with(
+      [&] {
+        d.forward(TensorF(Shape{2, 11}, 0.f));
+      },
+      {"Dropout 'drop'", "(2, 11)", "(None, 10)"});
   mt::check_throws_with([&] { d.backward(TensorF(Shape{2, 10}, 0.f)); }, {"Dropout 'drop'"});
 }

@@ -51,7 +51,8 @@ TEST_CASE("crossentropy gradcheck: probabilities, one-hot and soft labels, with 
     double e1 = gradcheck(loss, p, one_hot(5, 7, rng));
     TensorD soft = random_probs(Shape{5, 7}, rng, 0.0, 1.0);
     double e2 = gradcheck(loss, p, soft);
-    MESSAGE("probabilities, smoothing " << smoothing << ": rel err one-hot " << e1 << ", soft " << e2);
+    MESSAGE("probabilities, smoothing " << smoothing << ": rel err one-hot " << e1 << ", soft "
+                                        << e2);
     CHECK(e1 < 1e-6);
     CHECK(e2 < 1e-6);
   }
@@ -83,12 +84,14 @@ TEST_CASE("crossentropy matches hand-computed values") {
   y.at(0, 1) = 1.0;
   y.at(1, 0) = 1.0;
   CategoricalCrossentropyT<double> probs;
-  CHECK(probs.forward(p, y) == doctest::Approx(-(std::log(0.6) + std::log(0.5)) / 2).epsilon(1e-14));
+  CHECK(probs.forward(p, y) ==
+        doctest::Approx(-(std::log(0.6) + std::log(0.5)) / 2).epsilon(1e-14));
 
   // Label smoothing 0.3 with K = 3: targets 0.8 / 0.1 / 0.1.
   CategoricalCrossentropyT<double> smooth(false, 0.3);
   double want = -(0.1 * std::log(0.2) + 0.8 * std::log(0.6) + 0.1 * std::log(0.2) +
-                  0.8 * std::log(0.5) + 0.1 * std::log(0.25) + 0.1 * std::log(0.25)) / 2;
+                  0.8 * std::log(0.5) + 0.1 * std::log(0.25) + 0.1 * std::log(0.25)) /
+                2;
   CHECK(smooth.forward(p, y) == doctest::Approx(want).epsilon(1e-14));
 
   CategoricalCrossentropyT<double> logits(true);
@@ -114,7 +117,8 @@ TEST_CASE("crossentropy from logits is finite and exact for logits of +-1000") {
   CategoricalCrossentropy loss(true);
   double l = loss.forward(z, y);
   double want = (2000.0 + std::log1p(std::exp(-2000.0)) + (1.0 + std::log1p(std::exp(-1.0))) +
-                 std::log(2.0)) / 3.0;
+                 std::log(2.0)) /
+                3.0;
   CHECK(std::isfinite(l));
   CHECK(l == doctest::Approx(want).epsilon(1e-6));
   const TensorF& g = loss.backward();
@@ -125,7 +129,8 @@ TEST_CASE("crossentropy from logits is finite and exact for logits of +-1000") {
   CHECK(g.at(0, 2) == doctest::Approx(0.0));
 }
 
-TEST_CASE("crossentropy on probabilities clips: finite loss, zero gradient through clipped entries") {
+TEST_CASE(
+    "crossentropy on probabilities clips: finite loss, zero gradient through clipped entries") {
   TensorD p(Shape{2, 3});
   double pv[] = {0.0, 1.0, 0.0, 0.0, 0.3, 0.7};
   std::copy(pv, pv + 6, p.data());

@@ -71,16 +71,21 @@ class Stack : public Bag<T> {
   std::vector<std::unique_ptr<Bag<T>>> kids_;
 };
 
-// Conv1 (3,3,3,4) + bn_Conv1 (4 x 4 incl. moving stats) + Logits (4,3)+(3,): a miniature MobileNetV2.
+// Conv1 (3,3,3,4) + bn_Conv1 (4 x 4 incl. moving stats) + Logits (4,3)+(3,): a miniature
+// MobileNetV2.
 template <typename T = float>
 std::unique_ptr<Stack<T>> tiny_model(int classes = 3) {
   auto m = std::make_unique<Stack<T>>("tiny");
-  m->add(std::make_unique<Bag<T>>("Conv1", std::vector<std::pair<std::string, Shape>>{{"kernel", Shape{3, 3, 3, 4}}}));
   m->add(std::make_unique<Bag<T>>(
-      "bn_Conv1", std::vector<std::pair<std::string, Shape>>{{"gamma", Shape{4}}, {"beta", Shape{4}}},
-      std::vector<std::pair<std::string, Shape>>{{"moving_mean", Shape{4}}, {"moving_variance", Shape{4}}}));
-  m->add(std::make_unique<Bag<T>>("Logits", std::vector<std::pair<std::string, Shape>>{
-                                                {"kernel", Shape{4, classes}}, {"bias", Shape{classes}}}));
+      "Conv1", std::vector<std::pair<std::string, Shape>>{{"kernel", Shape{3, 3, 3, 4}}}));
+  m->add(std::make_unique<Bag<T>>(
+      "bn_Conv1",
+      std::vector<std::pair<std::string, Shape>>{{"gamma", Shape{4}}, {"beta", Shape{4}}},
+      std::vector<std::pair<std::string, Shape>>{{"moving_mean", Shape{4}},
+                                                 {"moving_variance", Shape{4}}}));
+  m->add(std::make_unique<Bag<T>>(
+      "Logits", std::vector<std::pair<std::string, Shape>>{{"kernel", Shape{4, classes}},
+                                                           {"bias", Shape{classes}}}));
   return m;
 }
 
@@ -92,7 +97,8 @@ void fill_params(LayerT<T>& m, uint64_t seed) {
 }
 
 std::string temp_dir(const std::string& tag) {
-  fs::path d = fs::temp_directory_path() / ("minicnn_mcnn_" + tag + "_" + std::to_string(::getpid()));
+  fs::path d =
+      fs::temp_directory_path() / ("minicnn_mcnn_" + tag + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   return d.string();
@@ -105,7 +111,9 @@ std::vector<std::string> dir_entries(const std::string& d) {
   return out;
 }
 
-std::vector<char> file_bytes(const std::string& p) { return read_file_bytes(p); }
+std::vector<char> file_bytes(const std::string& p) {
+  return read_file_bytes(p);
+}
 
 uint32_t bits(float f) {
   uint32_t u;
@@ -122,8 +130,13 @@ float from_bits(uint32_t u) {
 McnnFile sample_file() {
   McnnFile f;
   f.metadata = {{"kind", "weights"},
-                {"architecture", {{"name", "mobilenet_v2"}, {"alpha", 0.35}, {"input_size", 96},
-                                  {"include_top", false}, {"pooling", nullptr}, {"classes", 0}}},
+                {"architecture",
+                 {{"name", "mobilenet_v2"},
+                  {"alpha", 0.35},
+                  {"input_size", 96},
+                  {"include_top", false},
+                  {"pooling", nullptr},
+                  {"classes", 0}}},
                 {"class_names", {"bär", "ring"}},
                 {"preprocessing", "tf"},
                 {"extra", {{"note", "x"}}}};
@@ -131,7 +144,8 @@ McnnFile sample_file() {
   for (int64_t i = 0; i < k.size(); ++i) k[i] = 0.01f * float(i) - 0.3f;
   f.add({"Conv1/kernel", k});
   Tensor<float> specials(Shape{6});
-  const uint32_t pats[6] = {0x80000000u, 0x7fc00001u, 0x7f800000u, 0x00000001u, 0xff800000u, 0x3f800000u};
+  const uint32_t pats[6] = {0x80000000u, 0x7fc00001u, 0x7f800000u,
+                            0x00000001u, 0xff800000u, 0x3f800000u};
   for (int i = 0; i < 6; ++i) specials[i] = from_bits(pats[i]);
   f.add({"bn_Conv1/moving_mean", specials});
   Tensor<float> scalar{Shape{}};
@@ -151,7 +165,8 @@ McnnFile sample_file() {
 }
 
 bool same_tensor(const McnnTensor& a, const McnnTensor& b) {
-  if (a.name != b.name || a.dtype != b.dtype || a.kind != b.kind || a.shape() != b.shape()) return false;
+  if (a.name != b.name || a.dtype != b.dtype || a.kind != b.kind || a.shape() != b.shape())
+    return false;
   return a.byte_size() == 0 || std::memcmp(a.raw(), b.raw(), a.byte_size()) == 0;
 }
 
@@ -174,7 +189,8 @@ void expect_format_error(const std::vector<char>& b, std::initializer_list<std::
   } catch (const FormatError& e) {
     std::string msg = e.what();
     CHECK_MESSAGE(msg.find("damaged.mcnn") != std::string::npos, msg);
-    for (const auto& f : fragments) CHECK_MESSAGE(msg.find(f) != std::string::npos, "'" << msg << "' lacks '" << f << "'");
+    for (const auto& f : fragments)
+      CHECK_MESSAGE(msg.find(f) != std::string::npos, "'" << msg << "' lacks '" << f << "'");
   }
 }
 
@@ -187,7 +203,8 @@ TEST_CASE("mcnn: write/read round trip is bit-identical for every dtype and rank
   write_mcnn(path, f);
   McnnFile g = read_mcnn(path);
   REQUIRE(g.tensors.size() == f.tensors.size());
-  for (std::size_t i = 0; i < f.tensors.size(); ++i) CHECK_MESSAGE(same_tensor(f.tensors[i], g.tensors[i]), f.tensors[i].name);
+  for (std::size_t i = 0; i < f.tensors.size(); ++i)
+    CHECK_MESSAGE(same_tensor(f.tensors[i], g.tensors[i]), f.tensors[i].name);
   CHECK(bits(g.find("bn_Conv1/moving_mean")->value[1]) == 0x7fc00001u);  // NaN payload kept
   CHECK(g.find("scalar")->value[0] == 2.5f);
   CHECK(g.find("Conv1/kernel/m_step")->ivalue[1] == int64_t(1) << 40);
@@ -212,15 +229,17 @@ TEST_CASE("mcnn: write/read round trip is bit-identical for every dtype and rank
 
 TEST_CASE("mcnn: the Python writer's fixture reads back and re-serializes byte for byte") {
   std::string path = mt::fixtures_dir() + "/mcnn_v1_small.mcnn";
-  REQUIRE_MESSAGE(fs::exists(path), path << " missing (regenerate: python3 tests/py_converter.py --write-fixture)");
+  REQUIRE_MESSAGE(fs::exists(path),
+                  path << " missing (regenerate: python3 tests/py_converter.py --write-fixture)");
   McnnFile f = read_mcnn(path);
   REQUIRE(f.tensors.size() == 8);
-  const char* order[] = {"Conv1/kernel", "specials", "scalar", "empty", "rank1", "Ünïcode/名前", "opt/step", "rng/state"};
+  const char* order[] = {"Conv1/kernel", "specials",     "scalar",   "empty",
+                         "rank1",        "Ünïcode/名前", "opt/step", "rng/state"};
   for (int i = 0; i < 8; ++i) CHECK(f.tensors[i].name == order[i]);
   CHECK(f.find("Conv1/kernel")->shape() == Shape{3, 3, 3, 2});
   CHECK(f.find("Conv1/kernel")->value[53] == 53 * 0.1f);
-  const uint32_t pats[8] = {0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u, 0x7FC00001u, 0x00000001u,
-                            0x3F800000u, 0xC0490FDBu};
+  const uint32_t pats[8] = {0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u,
+                            0x7FC00001u, 0x00000001u, 0x3F800000u, 0xC0490FDBu};
   for (int i = 0; i < 8; ++i) CHECK(bits(f.find("specials")->value[i]) == pats[i]);
   CHECK(f.find("scalar")->shape().rank() == 0);
   CHECK(f.find("empty")->shape() == Shape{0, 5});
@@ -240,7 +259,8 @@ TEST_CASE("mcnn: kMcnnLibraryVersion matches project(VERSION) in CMakeLists.txt"
   std::ifstream in(mt::source_dir() + "/CMakeLists.txt");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::smatch m;
-  REQUIRE(std::regex_search(text, m, std::regex(R"(project\s*\(\s*minicnn\s+VERSION\s+([0-9.]+))")));
+  REQUIRE(
+      std::regex_search(text, m, std::regex(R"(project\s*\(\s*minicnn\s+VERSION\s+([0-9.]+))")));
   CHECK(m[1].str() == kMcnnLibraryVersion);
 }
 
@@ -284,7 +304,8 @@ TEST_CASE("mcnn: a write that fails midway keeps the previous file and leaves no
   CHECK(dir_entries(d) == (std::vector<std::string>{"model.mcnn", "sub.mcnn"}));
 
   // A directory that does not exist.
-  mt::check_throws_with([&] { write_mcnn(d + "/no/such/dir/x.mcnn", small); }, {"x.mcnn", "temporary file"});
+  mt::check_throws_with([&] { write_mcnn(d + "/no/such/dir/x.mcnn", small); },
+                        {"x.mcnn", "temporary file"});
 
   // A read-only directory (root ignores permissions, so only checked for other users).
   if (::geteuid() != 0) {
@@ -305,14 +326,26 @@ TEST_CASE("mcnn: truncation anywhere is a FormatError that says so") {
   auto good = serialize_mcnn(sample_file());
   uint64_t meta_len = detail::load_le<uint64_t>(good.data() + 16);
   uint64_t data_off = detail::load_le<uint64_t>(good.data() + 40);
-  std::vector<std::size_t> cuts = {0, 1, 7, 8, 40, 63, 64, 64 + meta_len / 2, 64 + meta_len + 10, data_off - 1,
-                                   data_off, data_off + 100, good.size() - 1};
+  std::vector<std::size_t> cuts = {0,
+                                   1,
+                                   7,
+                                   8,
+                                   40,
+                                   63,
+                                   64,
+                                   64 + meta_len / 2,
+                                   64 + meta_len + 10,
+                                   data_off - 1,
+                                   data_off,
+                                   data_off + 100,
+                                   good.size() - 1};
   for (std::size_t cut : cuts) {
     CAPTURE(cut);
     std::vector<char> b(good.begin(), good.begin() + cut);
     expect_format_error(b, {"truncated"});
   }
-  mt::check_throws_with([&] { read_mcnn("/nonexistent/dir/w.mcnn"); }, {"/nonexistent/dir/w.mcnn", "cannot open"});
+  mt::check_throws_with([&] { read_mcnn("/nonexistent/dir/w.mcnn"); },
+                        {"/nonexistent/dir/w.mcnn", "cannot open"});
   mt::check_throws_with([&] { read_mcnn(fs::temp_directory_path().string()); }, {"is a directory"});
 }
 
@@ -373,34 +406,42 @@ TEST_CASE("mcnn: well-checksummed but inconsistent tables are rejected with a pr
     detail::mcnn_fix_checksums(b);
     return b;
   };
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 8, detail::align_up(data_len, 64) + 64); }),
+  expect_format_error(forged([&](auto& b) {
+                        detail::store_le<uint64_t>(b.data() + e0 + 8,
+                                                   detail::align_up(data_len, 64) + 64);
+                      }),
                       {"'Conv1/kernel'", "past the end of the data section"});
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 8, ~uint64_t(63)); }),
-                      {"'Conv1/kernel'", "past the end"});
+  expect_format_error(
+      forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 8, ~uint64_t(63)); }),
+      {"'Conv1/kernel'", "past the end"});
   expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 8, 4); }),
                       {"not a multiple of 64"});
   expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 16, 4); }),
                       {"declares 4 bytes", "(3, 3, 3, 5)", "needs 540"});
   // "Negative" sizes are huge unsigned values.
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 16, ~uint64_t(0)); }),
-                      {"declares"});
+  expect_format_error(
+      forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 16, ~uint64_t(0)); }),
+      {"declares"});
   expect_format_error(forged([&](auto& b) {
                         detail::store_le<uint64_t>(b.data() + e0 + 24, uint64_t(1) << 40);
                         detail::store_le<uint64_t>(b.data() + e0 + 32, uint64_t(1) << 40);
                       }),
                       {"absurd shape"});
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 24, ~uint64_t(0)); }),
-                      {"absurd shape"});
+  expect_format_error(
+      forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e0 + 24, ~uint64_t(0)); }),
+      {"absurd shape"});
   expect_format_error(forged([&](auto& b) { b[e0 + 3] = 5; }), {"rank 5", "at most 4"});
   expect_format_error(forged([&](auto& b) { b[e0 + 3] = static_cast<char>(200); }), {"rank 200"});
   expect_format_error(forged([&](auto& b) { b[e0 + 2] = 9; }), {"unknown dtype code 9"});
   expect_format_error(forged([&](auto& b) { b[e0 + 4] = 2; }), {"unknown kind code 2"});
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint16_t>(b.data() + e0, 0); }), {"name of 0 bytes"});
+  expect_format_error(forged([&](auto& b) { detail::store_le<uint16_t>(b.data() + e0, 0); }),
+                      {"name of 0 bytes"});
   expect_format_error(forged([&](auto& b) { detail::store_le<uint16_t>(b.data() + e0, 60000); }),
                       {"name of 60000 bytes"});
   // The second tensor moved onto the first: overlap.
   const std::size_t e1 = entry_pos(good, 1);
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e1 + 8, 0); }), {"overlap"});
+  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + e1 + 8, 0); }),
+                      {"overlap"});
   // Two tensors with one name.
   {
     McnnFile two;
@@ -411,16 +452,22 @@ TEST_CASE("mcnn: well-checksummed but inconsistent tables are rejected with a pr
     detail::mcnn_fix_checksums(b);
     expect_format_error(b, {"tensor name 'aa' appears twice"});
   }
-  expect_format_error(forged([&](auto& b) { b[entry_pos(b, 0) + 24 + 32] = '\xff'; }), {"not valid UTF-8"});
+  expect_format_error(forged([&](auto& b) { b[entry_pos(b, 0) + 24 + 32] = '\xff'; }),
+                      {"not valid UTF-8"});
   expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 32, 1000000); }),
                       {"tensor count 1000000 cannot fit"});
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 32, 6); }), {"bytes left after 6 entries"});
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 40, 64); }), {"data section offset 64"});
-  expect_format_error(forged([&](auto& b) { b.push_back(0); }), {"1 unexpected bytes after the data section"});
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 48, data_len + 1000); }),
-                      {"truncated", "data section should end"});
-  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 16, ~uint64_t(0) - 10); }),
-                      {"truncated or corrupted"});
+  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 32, 6); }),
+                      {"bytes left after 6 entries"});
+  expect_format_error(forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 40, 64); }),
+                      {"data section offset 64"});
+  expect_format_error(forged([&](auto& b) { b.push_back(0); }),
+                      {"1 unexpected bytes after the data section"});
+  expect_format_error(
+      forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 48, data_len + 1000); }),
+      {"truncated", "data section should end"});
+  expect_format_error(
+      forged([&](auto& b) { detail::store_le<uint64_t>(b.data() + 16, ~uint64_t(0) - 10); }),
+      {"truncated or corrupted"});
 }
 
 TEST_CASE("mcnn: bad metadata JSON is a FormatError, not a crash") {
@@ -449,7 +496,8 @@ TEST_CASE("mcnn: bad metadata JSON is a FormatError, not a crash") {
   expect_format_error(with_meta("{\"a\":"), {"not valid UTF-8 JSON"});
   expect_format_error(with_meta("[1,2]"), {"must be a JSON object", "array"});
   expect_format_error(with_meta("{\"a\":\"\xff\"}"), {"not valid UTF-8 JSON"});
-  expect_format_error(with_meta(std::string(100000, '[') + std::string(100000, ']')), {"nests deeper"});
+  expect_format_error(with_meta(std::string(100000, '[') + std::string(100000, ']')),
+                      {"nests deeper"});
 }
 
 TEST_CASE("mcnn: random damage never crashes the reader (run under the sanitizer build)") {
@@ -464,9 +512,15 @@ TEST_CASE("mcnn: random damage never crashes the reader (run under the sanitizer
       std::size_t limit = (gen() % 4) ? std::min<std::size_t>(b.size(), 600) : b.size();
       std::size_t pos = gen() % limit;
       switch (gen() % 3) {
-        case 0: b[pos] = static_cast<char>(gen()); break;
-        case 1: b[pos] = static_cast<char>(b[pos] ^ (1 << (gen() % 8))); break;
-        default: b.resize(pos); break;
+        case 0:
+          b[pos] = static_cast<char>(gen());
+          break;
+        case 1:
+          b[pos] = static_cast<char>(b[pos] ^ (1 << (gen() % 8)));
+          break;
+        default:
+          b.resize(pos);
+          break;
       }
       if (b.empty()) break;
     }
@@ -508,7 +562,8 @@ TEST_CASE("mcnn: the writer refuses what it could not read back") {
   mt::check_throws_with([&] { serialize_mcnn(m); }, {"nests deeper than 64"});
 }
 
-TEST_CASE("weights: save then load restores every parameter, BN statistics included, in model order") {
+TEST_CASE(
+    "weights: save then load restores every parameter, BN statistics included, in model order") {
   std::string d = temp_dir("weights");
   auto a = tiny_model();
   fill_params(*a, 7);
@@ -516,15 +571,17 @@ TEST_CASE("weights: save then load restores every parameter, BN statistics inclu
   McnnFile f = read_mcnn(d + "/tiny.mcnn");
   std::vector<std::string> names;
   for (auto& t : f.tensors) names.push_back(t.name);
-  CHECK(names == (std::vector<std::string>{"Conv1/kernel", "bn_Conv1/gamma", "bn_Conv1/beta", "bn_Conv1/moving_mean",
-                                           "bn_Conv1/moving_variance", "Logits/kernel", "Logits/bias"}));
+  CHECK(names == (std::vector<std::string>{"Conv1/kernel", "bn_Conv1/gamma", "bn_Conv1/beta",
+                                           "bn_Conv1/moving_mean", "bn_Conv1/moving_variance",
+                                           "Logits/kernel", "Logits/bias"}));
   CHECK(f.metadata["architecture"]["name"] == "tiny");
   auto b = tiny_model();
   LoadReport r = load_weights(*b, d + "/tiny.mcnn");
   CHECK(r.complete());
   CHECK(r.loaded.size() == 7);
   auto pa = a->parameters(), pb = b->parameters();
-  for (std::size_t i = 0; i < pa.size(); ++i) CHECK(mt::max_abs_diff(pa[i]->value, pb[i]->value) == 0);
+  for (std::size_t i = 0; i < pa.size(); ++i)
+    CHECK(mt::max_abs_diff(pa[i]->value, pb[i]->value) == 0);
   // A double model (used by gradient checks) saves as float32 and loads back.
   auto c = tiny_model<double>();
   LoadReport rc = load_weights(*c, f);
@@ -536,7 +593,8 @@ TEST_CASE("weights: save then load restores every parameter, BN statistics inclu
   fs::remove_all(d);
 }
 
-TEST_CASE("weights: strict load lists every missing, unexpected and wrong-shape tensor in ONE error") {
+TEST_CASE(
+    "weights: strict load lists every missing, unexpected and wrong-shape tensor in ONE error") {
   auto src = tiny_model(3);
   fill_params(*src, 1);
   McnnFile f = collect_weights(*src);
@@ -546,7 +604,8 @@ TEST_CASE("weights: strict load lists every missing, unexpected and wrong-shape 
   f.add({"block_99_project/kernel", Tensor<float>(Shape{1, 1, 2, 2}, 0.f)});
   f.add({"stray", Tensor<float>(Shape{3}, 0.f)});
   f.find("Conv1/kernel")->value = Tensor<float>(Shape{3, 3, 3, 8}, 0.f);
-  f.add({"Conv1/kernel/m", Tensor<float>(Shape{3}, 0.f), TensorKind::training});  // ignored: training state
+  f.add({"Conv1/kernel/m", Tensor<float>(Shape{3}, 0.f),
+         TensorKind::training});  // ignored: training state
 
   auto dst = tiny_model(5);
   fill_params(*dst, 2);
@@ -559,18 +618,21 @@ TEST_CASE("weights: strict load lists every missing, unexpected and wrong-shape 
   } catch (const FormatError& e) {
     std::string msg = e.what();
     MESSAGE(msg);
-    for (const char* frag : {"tiny.mcnn", "6 problem(s), nothing was loaded", "missing from the file (1)",
-                             "bn_Conv1/beta (4,)", "not in the model (2)", "block_99_project/kernel (1, 1, 2, 2)",
-                             "stray (3,)", "wrong shape (3)",
-                             "Conv1/kernel: model expects (3, 3, 3, 4) float32, file has (3, 3, 3, 8) float32",
-                             "Logits/kernel: model expects (4, 5) float32, file has (4, 3) float32"})
+    for (const char* frag :
+         {"tiny.mcnn", "6 problem(s), nothing was loaded", "missing from the file (1)",
+          "bn_Conv1/beta (4,)", "not in the model (2)", "block_99_project/kernel (1, 1, 2, 2)",
+          "stray (3,)", "wrong shape (3)",
+          "Conv1/kernel: model expects (3, 3, 3, 4) float32, file has (3, 3, 3, 8) float32",
+          "Logits/kernel: model expects (4, 5) float32, file has (4, 3) float32"})
       CHECK_MESSAGE(msg.find(frag) != std::string::npos, "message lacks '" << frag << "'");
     CHECK(msg.find("Conv1/kernel/m") == std::string::npos);
-    CHECK(msg.find("Logits/bias: model expects (5,) float32, file has (3,) float32") != std::string::npos);
+    CHECK(msg.find("Logits/bias: model expects (5,) float32, file has (3,) float32") !=
+          std::string::npos);
   }
   auto after = dst->parameters();
   for (std::size_t i = 0; i < after.size(); ++i)
-    CHECK_MESSAGE(mt::max_abs_diff(after[i]->value, before[i]) == 0, after[i]->name << " changed by a failed load");
+    CHECK_MESSAGE(mt::max_abs_diff(after[i]->value, before[i]) == 0,
+                  after[i]->name << " changed by a failed load");
 }
 
 TEST_CASE("weights: non-strict load copies what matches and reports the rest (replaced head)") {
@@ -594,7 +656,8 @@ TEST_CASE("weights: non-strict load copies what matches and reports the rest (re
   CHECK(r.unexpected[0].name == "extra/thing");
   CHECK(r.missing.empty());
   CHECK(r.str().find("loaded 5 tensors") == 0);
-  CHECK(mt::max_abs_diff(dst->find_parameter("Conv1/kernel")->value, src->find_parameter("Conv1/kernel")->value) == 0);
+  CHECK(mt::max_abs_diff(dst->find_parameter("Conv1/kernel")->value,
+                         src->find_parameter("Conv1/kernel")->value) == 0);
   CHECK(mt::max_abs_diff(dst->find_parameter("bn_Conv1/moving_variance")->value,
                          src->find_parameter("bn_Conv1/moving_variance")->value) == 0);
   CHECK(mt::max_abs_diff(dst->find_parameter("Logits/kernel")->value, head_before) == 0);
@@ -612,10 +675,13 @@ TEST_CASE("weights: loading into a model without parameters explains why") {
   Stack<float> empty("empty");
   McnnFile f;
   f.add({"Conv1/kernel", Tensor<float>(Shape{1}, 0.f)});
-  mt::check_throws_with([&] { load_weights(empty, f); }, {"has no parameters", "build it", "Conv1/kernel"});
+  mt::check_throws_with([&] { load_weights(empty, f); },
+                        {"has no parameters", "build it", "Conv1/kernel"});
   auto dup = std::make_unique<Stack<float>>("dup");
-  dup->add(std::make_unique<Bag<float>>("L", std::vector<std::pair<std::string, Shape>>{{"w", Shape{1}}}));
-  dup->add(std::make_unique<Bag<float>>("L", std::vector<std::pair<std::string, Shape>>{{"w", Shape{1}}}));
+  dup->add(std::make_unique<Bag<float>>(
+      "L", std::vector<std::pair<std::string, Shape>>{{"w", Shape{1}}}));
+  dup->add(std::make_unique<Bag<float>>(
+      "L", std::vector<std::pair<std::string, Shape>>{{"w", Shape{1}}}));
   mt::check_throws_with([&] { collect_weights(*dup); }, {"L/w", "unique"});
   mt::check_throws_with([&] { load_weights(*dup, f); }, {"L/w"});
 }
@@ -629,8 +695,10 @@ TEST_CASE("mcnn: converted Keras weights from ../shared read back in C++ (conver
   }
   std::string d = temp_dir("e2e");
   std::string out = d + "/a035.mcnn";
-  std::string cmd = "/usr/bin/python3 '" + mt::source_dir() + "/tools/keras_h5_to_mcnn.py' -q '" + mt::shared_dir() +
-                    "/weights-src/mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5' '" + out + "'";
+  std::string cmd = "/usr/bin/python3 '" + mt::source_dir() + "/tools/keras_h5_to_mcnn.py' -q '" +
+                    mt::shared_dir() +
+                    "/weights-src/mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5' '" +
+                    out + "'";
   REQUIRE(std::system(cmd.c_str()) == 0);
   McnnFile f = read_mcnn(out);
   CHECK(f.tensors.size() == 260);
@@ -642,7 +710,8 @@ TEST_CASE("mcnn: converted Keras weights from ../shared read back in C++ (conver
   CHECK(f.metadata["architecture"]["alpha"] == 0.35);
   CHECK(f.metadata["architecture"]["include_top"] == false);
   CHECK(f.metadata["preprocessing"] == "tf");
-  CHECK(f.metadata["source"]["sha256"] == "da4716f5155e4e235391fd7140df3e3dfa052ad5479c7657cad36a87b3a689ca");
+  CHECK(f.metadata["source"]["sha256"] ==
+        "da4716f5155e4e235391fd7140df3e3dfa052ad5479c7657cad36a87b3a689ca");
   for (const auto& t : f.tensors)
     for (int64_t i = 0; i < t.value.size(); ++i) REQUIRE(std::isfinite(t.value[i]));
   // Re-serializing in C++ reproduces the Python converter's bytes exactly.

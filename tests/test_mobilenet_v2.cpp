@@ -31,7 +31,8 @@ TEST_CASE("parameter counts equal Keras'") {
     bool top;
     int64_t total, trainable;
   };
-  // Keras' figures: model.count_params() and its trainable part (BN moving stats are not trainable).
+  // Keras' figures: model.count_params() and its trainable part (BN moving stats are not
+  // trainable).
   for (Case c : {Case{1.0, false, 2257984, 2223872}, Case{0.35, false, 410208, 396128},
                  Case{1.0, true, 3538984, 3504872}}) {
     auto m = mobilenet_v2(opts(c.alpha, 96, c.top));
@@ -45,7 +46,8 @@ TEST_CASE("parameter counts equal Keras'") {
   CHECK(mobilenet_v2(opts(1.0, 96))->output_shape() == Shape{3, 3, 1280});
   CHECK(mobilenet_v2(opts(1.0, 97))->output_shape() == Shape{4, 4, 1280});
   CHECK(m->parameters().size() == 260);
-  CHECK(m->find_parameter("block_3_depthwise/depthwise_kernel")->value.shape() == Shape{3, 3, 144, 1});
+  CHECK(m->find_parameter("block_3_depthwise/depthwise_kernel")->value.shape() ==
+        Shape{3, 3, 144, 1});
   CHECK(m->find_parameter("Conv_1_bn/moving_variance") != nullptr);
   CHECK(m->find_parameter("expanded_conv_project/kernel")->value.shape() == Shape{1, 1, 32, 16});
   std::string s = m->summary();
@@ -68,9 +70,11 @@ TEST_CASE("features of the real ImageNet weights match the reference within 1e-4
     std::string weights = mt::converted_weights(alpha);
     for (int size : {96, 224}) {
       auto inputs = load_npy(ref + "inputs_" + std::to_string(size) + "_uint8.npy");
-      TensorF want = load_npy_tensor<float>(ref + "feat_gap_alpha" + alpha + "_" + std::to_string(size) + ".npy");
+      TensorF want = load_npy_tensor<float>(ref + "feat_gap_alpha" + alpha + "_" +
+                                            std::to_string(size) + ".npy");
       TensorF x(Shape{12, size, size, 3});
-      preprocess_into(reinterpret_cast<const uint8_t*>(inputs.bytes.data()), x.size(), Preprocess::Tf, x.data());
+      preprocess_into(reinterpret_cast<const uint8_t*>(inputs.bytes.data()), x.size(),
+                      Preprocess::Tf, x.data());
       for (bool fold : {true, false}) {
         ModelLoadOptions o;
         o.include_top = false;
@@ -81,7 +85,8 @@ TEST_CASE("features of the real ImageNet weights match the reference within 1e-4
         const TensorF& f = m.net->forward(x, false);
         REQUIRE(f.shape() == want.shape());
         double err = mt::max_abs_diff(f, want);
-        MESSAGE("alpha " << alpha << " @" << std::to_string(size) << std::string(fold ? " folded" : " unfolded")
+        MESSAGE("alpha " << alpha << " @" << std::to_string(size)
+                         << std::string(fold ? " folded" : " unfolded")
                          << ": max |features - reference| = " << err);
         CHECK(err < 1e-4);
       }
@@ -103,7 +108,8 @@ TEST_CASE("h5 -> mcnn -> load -> save -> load is bit-identical") {
   for (size_t i = 0; i < a.tensors.size(); ++i) {
     CHECK(a.tensors[i].name == b.tensors[i].name);
     REQUIRE(a.tensors[i].value.size() == b.tensors[i].value.size());
-    CHECK(std::memcmp(a.tensors[i].value.data(), b.tensors[i].value.data(), 4 * a.tensors[i].value.size()) == 0);
+    CHECK(std::memcmp(a.tensors[i].value.data(), b.tensors[i].value.data(),
+                      4 * a.tensors[i].value.size()) == 0);
   }
   LoadedModel m2 = load_mobilenet_v2(out, o);
   auto p1 = m.net->parameters(), p2 = m2.net->parameters();
@@ -121,7 +127,8 @@ TEST_CASE("folding preserves outputs on random weights and odd sizes") {
   for (auto* p : a->parameters())
     if (p->name.find("moving_variance") != std::string::npos)
       for (auto& v : p->value) v = static_cast<float>(rng.uniform(0.5, 2.0));
-    else if (p->name.find("moving_mean") != std::string::npos || p->name.find("beta") != std::string::npos)
+    else if (p->name.find("moving_mean") != std::string::npos ||
+             p->name.find("beta") != std::string::npos)
       for (auto& v : p->value) v = static_cast<float>(rng.uniform(-0.5, 0.5));
   auto b = mobilenet_v2(opts(0.35, 45));
   auto pa = a->parameters(), pb = b->parameters();
@@ -136,7 +143,8 @@ TEST_CASE("folding preserves outputs on random weights and odd sizes") {
   CHECK(b->parameters().size() < a->parameters().size());
   // 45 is odd at every stride-2 stage but one (23 -> 12 -> 6 -> 3: 12 and 6 are even);
   // Keras' correct_pad matches TF 'same' either way, so every ZeroPadding2D folds.
-  for (const char* pad : {"Conv1_pad", "block_1_pad", "block_3_pad", "block_6_pad", "block_13_pad"}) {
+  for (const char* pad :
+       {"Conv1_pad", "block_1_pad", "block_3_pad", "block_6_pad", "block_13_pad"}) {
     CAPTURE(pad);
     CHECK(a->find_layer(pad) != nullptr);
     CHECK(b->find_layer(pad) == nullptr);

@@ -9,7 +9,8 @@ using namespace minicnn;
 
 namespace {
 
-ParameterT<double> make_param(const std::string& name, std::vector<double> value, std::vector<double> grad) {
+ParameterT<double> make_param(const std::string& name, std::vector<double> value,
+                              std::vector<double> grad) {
   ParameterT<double> p(name, Shape{int64_t(value.size())});
   std::copy(value.begin(), value.end(), p.value.data());
   std::copy(grad.begin(), grad.end(), p.grad.data());
@@ -92,7 +93,8 @@ TEST_CASE("state tensors are named <param>/m, <param>/v, <param>/momentum and re
     std::vector<std::unique_ptr<ParameterT<float>>> ps;
     ps.push_back(std::make_unique<ParameterT<float>>("block_1_expand/kernel", Shape{2, 3}));
     ps.push_back(std::make_unique<ParameterT<float>>("block_1_expand_BN/gamma", Shape{3}));
-    ps.push_back(std::make_unique<ParameterT<float>>("block_1_expand_BN/moving_mean", Shape{3}, true));
+    ps.push_back(
+        std::make_unique<ParameterT<float>>("block_1_expand_BN/moving_mean", Shape{3}, true));
     Rng rng(5);
     for (auto& p : ps) {
       p->value = mt::random_tensor<float>(p->value.shape(), rng);

@@ -17,13 +17,19 @@ namespace mt {
 
 using namespace minicnn;
 
-inline std::string source_dir() { return MINICNN_SOURCE_DIR; }
-inline std::string fixtures_dir() { return source_dir() + "/tests/fixtures"; }
+inline std::string source_dir() {
+  return MINICNN_SOURCE_DIR;
+}
+inline std::string fixtures_dir() {
+  return source_dir() + "/tests/fixtures";
+}
 inline std::string shared_dir() {
   if (const char* e = std::getenv("MINICNN_SHARED_DIR")) return e;
   return MINICNN_SHARED_DIR;
 }
-inline std::string bin_dir() { return MINICNN_BIN_DIR; }
+inline std::string bin_dir() {
+  return MINICNN_BIN_DIR;
+}
 
 // Tests that read ../shared call this first. ctest runs each test case in its own
 // process and treats exit code 77 as "skipped", so a user's clone without ../shared
@@ -31,7 +37,8 @@ inline std::string bin_dir() { return MINICNN_BIN_DIR; }
 inline void require_shared(const std::string& rel) {
   std::string p = shared_dir() + "/" + rel;
   if (!std::filesystem::exists(p)) {
-    std::printf("SKIPPED: %s not found (the ../shared data is absent in this checkout)\n", p.c_str());
+    std::printf("SKIPPED: %s not found (the ../shared data is absent in this checkout)\n",
+                p.c_str());
     std::fflush(stdout);
     std::_Exit(77);
   }
@@ -57,7 +64,8 @@ double max_rel_diff(const A& a, const B& b, double floor = 1e-3) {
   REQUIRE(a.size() == b.size());
   double m = 0;
   for (int64_t i = 0; i < a.size(); ++i)
-    m = std::max(m, std::abs(double(a[i]) - double(b[i])) / std::max(std::abs(double(b[i])), floor));
+    m = std::max(m,
+                 std::abs(double(a[i]) - double(b[i])) / std::max(std::abs(double(b[i])), floor));
   return m;
 }
 
@@ -74,8 +82,8 @@ inline double rel_error(const std::vector<double>& a, const std::vector<double>&
 }
 
 struct GradCheckResult {
-  double input_error = 0;   // relative error of dL/dx
-  double param_error = 0;   // worst relative error over parameters
+  double input_error = 0;  // relative error of dL/dx
+  double param_error = 0;  // worst relative error over parameters
   std::string worst_param;
   double worst() const { return std::max(input_error, param_error); }
 };
@@ -144,7 +152,8 @@ inline GradCheckResult check_gradients(LayerT<double>& layer, TensorD x, bool tr
   }
   worst_gradcheck_error() = std::max(worst_gradcheck_error(), res.worst());
   MESSAGE(layer.type() << " '" << layer.name() << "' gradcheck: dx rel err " << res.input_error
-                       << ", worst param rel err " << res.param_error << " (" << res.worst_param << ")");
+                       << ", worst param rel err " << res.param_error << " (" << res.worst_param
+                       << ")");
   return res;
 }
 
@@ -157,7 +166,8 @@ void check_throws_with(F&& fn, std::initializer_list<std::string> fragments) {
   } catch (const minicnn::Error& e) {
     std::string msg = e.what();
     for (const auto& f : fragments)
-      CHECK_MESSAGE(msg.find(f) != std::string::npos, "message '" << msg << "' lacks '" << f << "'");
+      CHECK_MESSAGE(msg.find(f) != std::string::npos,
+                    "message '" << msg << "' lacks '" << f << "'");
   }
 }
 
@@ -172,18 +182,21 @@ namespace mt {
 inline std::string converted_weights(const std::string& kind) {
   std::string ws = shared_dir() + "/weights-src/";
   std::string src, extra;
-  if (kind == "1.0" || kind == "1.0_top") src = ws + "mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5";
-  else if (kind == "0.35") src = ws + "mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5";
-  else FAIL("unknown weights kind " << kind);
+  if (kind == "1.0" || kind == "1.0_top")
+    src = ws + "mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5";
+  else if (kind == "0.35")
+    src = ws + "mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5";
+  else
+    FAIL("unknown weights kind " << kind);
   if (kind == "1.0_top")
-    extra = " --top " + ws + "mobilenet_v2_1.0_224_top_only__dequant_int8_approx.h5 --labels " + shared_dir() +
-            "/imagenet-samples/imagenet_labels_1000_keras_order.txt";
+    extra = " --top " + ws + "mobilenet_v2_1.0_224_top_only__dequant_int8_approx.h5 --labels " +
+            shared_dir() + "/imagenet-samples/imagenet_labels_1000_keras_order.txt";
   std::string dir = bin_dir() + "/../test-weights";
   std::filesystem::create_directories(dir);
   std::string out = dir + "/mobilenet_v2_" + kind + ".mcnn";
   if (!std::filesystem::exists(out)) {
-    std::string cmd = "/usr/bin/python3 " + source_dir() + "/tools/keras_h5_to_mcnn.py " + src + " " + out + extra +
-                      " > /dev/null";
+    std::string cmd = "/usr/bin/python3 " + source_dir() + "/tools/keras_h5_to_mcnn.py " + src +
+                      " " + out + extra + " > /dev/null";
     int rc = std::system(cmd.c_str());
     REQUIRE_MESSAGE(rc == 0, "converter failed: " << cmd);
   }

@@ -30,7 +30,8 @@ struct Sample {
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Expands the IMAGE arguments; pictures are resized to size x size (size 0: keep).
@@ -40,7 +41,8 @@ std::vector<Sample> read_inputs(const std::vector<std::string>& args, int64_t si
     if (ends_with(a, ".npy")) {
       NpyArray arr = load_npy(a);
       if (arr.dtype != "u1" || arr.dims.size() != 4 || arr.dims[3] != 3)
-        throw FormatError("'" + a + "': expected a uint8 array of shape (N, H, W, 3), found dtype " +
+        throw FormatError("'" + a +
+                          "': expected a uint8 array of shape (N, H, W, 3), found dtype " +
                           arr.dtype + " and shape " + arr.shape("'" + a + "'").str());
       int64_t n = arr.dims[0], h = arr.dims[1], w = arr.dims[2];
       for (int64_t i = 0; i < n; ++i) {
@@ -113,7 +115,8 @@ void for_batches(Models& models, const std::vector<Sample>& samples, std::option
     Preprocess p = pre.value_or(m.preprocess);
     int64_t h = samples[i].height, w = samples[i].width, n = static_cast<int64_t>(j - i);
     x.resize(Shape{n, h, w, 3});
-    for (int64_t k = 0; k < n; ++k) preprocess_into(samples[i + k].rgb.data(), h * w * 3, p, x.data() + k * h * w * 3);
+    for (int64_t k = 0; k < n; ++k)
+      preprocess_into(samples[i + k].rgb.data(), h * w * 3, p, x.data() + k * h * w * 3);
     fn(m, x, i, n);
     i = j;
   }
@@ -129,13 +132,18 @@ int cmd_inspect(const std::string& path, bool as_json) {
     tensors.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", dims}});
   }
   if (as_json) {
-    std::cout << json{{"file", path}, {"metadata", f.metadata}, {"tensors", tensors}, {"values", total}}.dump(1)
+    std::cout << json{{"file", path},
+                      {"metadata", f.metadata},
+                      {"tensors", tensors},
+                      {"values", total}}
+                     .dump(1)
               << "\n";
     return 0;
   }
   std::cout << "file: " << path << "\nmetadata:\n" << f.metadata.dump(2) << "\n\n";
   std::printf("%-55s %-8s %s\n", "tensor", "dtype", "shape");
-  for (const auto& t : f.tensors) std::printf("%-55s %-8s %s\n", t.name.c_str(), dtype_name(t.dtype), t.shape().str().c_str());
+  for (const auto& t : f.tensors)
+    std::printf("%-55s %-8s %s\n", t.name.c_str(), dtype_name(t.dtype), t.shape().str().c_str());
   std::printf("\n%zu tensors, %lld values\n", f.tensors.size(), static_cast<long long>(total));
   return 0;
 }
@@ -169,16 +177,18 @@ void print_profile(double total_ms) {
     rows.push_back({med, &r});
     sum += med;
   }
-  std::printf("\nper layer (median ms over the timed runs; layers timed one by one, sum %.3f ms vs %.3f ms "
-              "untimed):\n",
-              sum, total_ms);
+  std::printf(
+      "\nper layer (median ms over the timed runs; layers timed one by one, sum %.3f ms vs %.3f ms "
+      "untimed):\n",
+      sum, total_ms);
   std::printf("%-28s %-22s %9s %6s\n", "layer", "type", "ms", "%");
   for (const auto& [ms, r] : rows)
-    std::printf("%-28s %-22s %9.4f %6.1f\n", r->name.c_str(), r->type.c_str(), ms, 100.0 * ms / sum);
+    std::printf("%-28s %-22s %9.4f %6.1f\n", r->name.c_str(), r->type.c_str(), ms,
+                100.0 * ms / sum);
 }
 
-int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threads, int warmup, int runs,
-              bool as_json, bool profile) {
+int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threads, int warmup,
+              int runs, bool as_json, bool profile) {
   set_num_threads(threads);
   ModelLoadOptions o;
   o.include_top = false;
@@ -193,7 +203,8 @@ int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threa
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     m.net->forward(x, false);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];
@@ -205,16 +216,17 @@ int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threa
     forward_observer() = nullptr;
   }
   if (as_json) {
-    std::cout << json{{"weights", weights}, {"size", size}, {"batch", batch}, {"threads", threads},
-                      {"runs", runs}, {"latency_ms", median}, {"min_ms", ms.front()}, {"max_ms", ms.back()},
-                      {"images_per_sec", ips}}
+    std::cout << json{{"weights", weights},   {"size", size},        {"batch", batch},
+                      {"threads", threads},   {"runs", runs},        {"latency_ms", median},
+                      {"min_ms", ms.front()}, {"max_ms", ms.back()}, {"images_per_sec", ips}}
                      .dump()
               << "\n";
   } else {
-    std::printf("MobileNetV2 alpha %.2f, %lldx%lld, batch %lld, %d threads: median %.3f ms per batch "
-                "(min %.3f, max %.3f over %d runs), %.1f images/s\n",
-                m.options.alpha, (long long)size, (long long)size, (long long)batch, threads, median, ms.front(),
-                ms.back(), runs, ips);
+    std::printf(
+        "MobileNetV2 alpha %.2f, %lldx%lld, batch %lld, %d threads: median %.3f ms per batch "
+        "(min %.3f, max %.3f over %d runs), %.1f images/s\n",
+        m.options.alpha, (long long)size, (long long)size, (long long)batch, threads, median,
+        ms.front(), ms.back(), runs, ips);
     if (profile) print_profile(median);
   }
   return 0;
@@ -233,14 +245,17 @@ int main(int argc, char** argv) {
   int threads = num_threads(), warmup = 5, runs = 30, top_k = 5;
   bool as_json = false, profile = false;
 
-  auto* inspect = app.add_subcommand("inspect", "print the metadata and tensor table of a .mcnn file");
+  auto* inspect =
+      app.add_subcommand("inspect", "print the metadata and tensor table of a .mcnn file");
   inspect->add_option("FILE", file, ".mcnn file")->required();
   inspect->add_flag("--json", as_json, "machine-readable output");
 
   auto* bench = app.add_subcommand("bench", "time the folded forward pass (median after warm-up)");
   bench->add_option("--weights", weights, ".mcnn weights")->required();
   bench->add_option("--size", size, "input height and width")->default_val(96);
-  bench->add_option("--batch", batch, "images per batch")->default_val(32)->check(CLI::PositiveNumber);
+  bench->add_option("--batch", batch, "images per batch")
+      ->default_val(32)
+      ->check(CLI::PositiveNumber);
   bench->add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
   bench->add_option("--warmup", warmup, "untimed runs first")->default_val(5);
   bench->add_option("--runs", runs, "timed runs")->default_val(30)->check(CLI::PositiveNumber);
@@ -250,7 +265,8 @@ int main(int argc, char** argv) {
   auto add_common = [&](CLI::App* c) {
     c->add_option("--weights", weights, ".mcnn weights")->required();
     c->add_option("--size", size, "input size (default: the file's; pictures are resized to it)");
-    c->add_option("--preprocess", preprocess_name, "tf (x/127.5-1, default for Keras weights) or unit (x/255)")
+    c->add_option("--preprocess", preprocess_name,
+                  "tf (x/127.5-1, default for Keras weights) or unit (x/255)")
         ->check(CLI::IsMember({"tf", "unit"}));
     c->add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
     c->add_option("--batch", batch, "images per forward pass")->check(CLI::PositiveNumber);
@@ -258,11 +274,15 @@ int main(int argc, char** argv) {
   };
   auto* classify = app.add_subcommand("classify", "top-k classes of each image");
   add_common(classify);
-  classify->add_option("--labels", labels_path, "label file, one class per line (default: the file's class names)");
-  classify->add_option("--top", top_k, "how many classes to print")->default_val(5)->check(CLI::PositiveNumber);
+  classify->add_option("--labels", labels_path,
+                       "label file, one class per line (default: the file's class names)");
+  classify->add_option("--top", top_k, "how many classes to print")
+      ->default_val(5)
+      ->check(CLI::PositiveNumber);
   classify->add_flag("--json", as_json, "JSON list, one object per image");
 
-  auto* features = app.add_subcommand("features", "pooled feature vectors as a float32 .npy (one row per image)");
+  auto* features = app.add_subcommand(
+      "features", "pooled feature vectors as a float32 .npy (one row per image)");
   add_common(features);
   features->add_option("--out", out_path, "output .npy")->required();
 
@@ -280,30 +300,35 @@ int main(int argc, char** argv) {
       ModelLoadOptions o;
       o.include_top = true;
       Models models(weights, o);
-      std::vector<std::string> labels = labels_path.empty() ? models.get(size, size).class_names : read_labels(labels_path);
+      std::vector<std::string> labels =
+          labels_path.empty() ? models.get(size, size).class_names : read_labels(labels_path);
       json results = json::array();
-      for_batches(models, samples, pre, batch, [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
-        const TensorF& probs = m.net->forward(x, false);
-        int64_t classes = probs.dim(1);
-        if (!labels.empty() && static_cast<int64_t>(labels.size()) != classes)
-          throw ConfigError("label file has " + std::to_string(labels.size()) + " lines, the model has " +
-                            std::to_string(classes) + " classes");
-        for (int64_t k = 0; k < n; ++k) {
-          std::vector<int64_t> idx(classes);
-          std::iota(idx.begin(), idx.end(), 0);
-          const float* p = probs.data() + k * classes;
-          int64_t kk = std::min<int64_t>(top_k, classes);
-          std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int64_t a, int64_t b) { return p[a] > p[b]; });
-          json top = json::array();
-          if (!as_json) std::printf("%s\n", samples[first + k].file.c_str());
-          for (int64_t t = 0; t < kk; ++t) {
-            std::string label = labels.empty() ? std::to_string(idx[t]) : labels[idx[t]];
-            top.push_back({{"index", idx[t]}, {"label", label}, {"prob", p[idx[t]]}});
-            if (!as_json) std::printf("  %5lld  %.4f  %s\n", (long long)idx[t], p[idx[t]], label.c_str());
-          }
-          results.push_back({{"file", samples[first + k].file}, {"top", top}});
-        }
-      });
+      for_batches(
+          models, samples, pre, batch,
+          [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
+            const TensorF& probs = m.net->forward(x, false);
+            int64_t classes = probs.dim(1);
+            if (!labels.empty() && static_cast<int64_t>(labels.size()) != classes)
+              throw ConfigError("label file has " + std::to_string(labels.size()) +
+                                " lines, the model has " + std::to_string(classes) + " classes");
+            for (int64_t k = 0; k < n; ++k) {
+              std::vector<int64_t> idx(classes);
+              std::iota(idx.begin(), idx.end(), 0);
+              const float* p = probs.data() + k * classes;
+              int64_t kk = std::min<int64_t>(top_k, classes);
+              std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(),
+                                [&](int64_t a, int64_t b) { return p[a] > p[b]; });
+              json top = json::array();
+              if (!as_json) std::printf("%s\n", samples[first + k].file.c_str());
+              for (int64_t t = 0; t < kk; ++t) {
+                std::string label = labels.empty() ? std::to_string(idx[t]) : labels[idx[t]];
+                top.push_back({{"index", idx[t]}, {"label", label}, {"prob", p[idx[t]]}});
+                if (!as_json)
+                  std::printf("  %5lld  %.4f  %s\n", (long long)idx[t], p[idx[t]], label.c_str());
+              }
+              results.push_back({{"file", samples[first + k].file}, {"top", top}});
+            }
+          });
       if (as_json) std::cout << results.dump(1) << "\n";
       return 0;
     }
@@ -313,11 +338,13 @@ int main(int argc, char** argv) {
       o.pooling = "avg";
       Models models(weights, o);
       TensorF feats;
-      for_batches(models, samples, pre, batch, [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
-        const TensorF& f = m.net->forward(x, false);
-        if (feats.empty()) feats.resize(Shape{static_cast<int64_t>(samples.size()), f.dim(1)});
-        std::copy(f.data(), f.data() + n * f.dim(1), feats.data() + first * f.dim(1));
-      });
+      for_batches(models, samples, pre, batch,
+                  [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
+                    const TensorF& f = m.net->forward(x, false);
+                    if (feats.empty())
+                      feats.resize(Shape{static_cast<int64_t>(samples.size()), f.dim(1)});
+                    std::copy(f.data(), f.data() + n * f.dim(1), feats.data() + first * f.dim(1));
+                  });
       save_npy<float>(out_path, feats);
       std::fprintf(stderr, "wrote %s: %s\n", out_path.c_str(), feats.shape().str().c_str());
       return 0;

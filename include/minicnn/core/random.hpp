@@ -48,6 +48,8 @@ inline Rng& global_rng() {
   static Rng rng;
   return rng;
 }
-inline void set_global_seed(uint64_t seed) { global_rng().seed(seed); }
+inline void set_global_seed(uint64_t seed) {
+  global_rng().seed(seed);
+}
 
 }  // namespace minicnn

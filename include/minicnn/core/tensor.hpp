@@ -41,7 +41,8 @@ class TensorView {
   TensorView() = default;
   TensorView(T* data, const Shape& shape) : data_(data), shape_(shape) {}
   // A mutable view converts to a read-only one.
-  template <typename U, typename = std::enable_if_t<std::is_same_v<const U, T> && !std::is_same_v<U, T>>>
+  template <typename U,
+            typename = std::enable_if_t<std::is_same_v<const U, T> && !std::is_same_v<U, T>>>
   TensorView(const TensorView<U>& other) : data_(other.data()), shape_(other.shape()) {}
 
   T* data() const { return data_; }
@@ -176,6 +177,8 @@ template <typename T>
 std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
   return os << "Tensor" << t.shape().str();
 }
-inline std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
+inline std::ostream& operator<<(std::ostream& os, const Shape& s) {
+  return os << s.str();
+}
 
 }  // namespace minicnn

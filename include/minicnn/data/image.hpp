@@ -36,7 +36,8 @@ inline uint32_t le32(const unsigned char* p) {
 // both ("image file is truncated"); so do we. Empty when complete or not BMP/JPEG.
 inline std::string truncation_problem(const unsigned char* b, size_t n) {
   if (n >= 2 && b[0] == 'B' && b[1] == 'M') {
-    if (n < 54) return "BMP header is cut off (" + std::to_string(n) + " bytes, the header needs 54)";
+    if (n < 54)
+      return "BMP header is cut off (" + std::to_string(n) + " bytes, the header needs 54)";
     const uint32_t offset = le32(b + 10), compression = le32(b + 30);
     const int64_t w = static_cast<int32_t>(le32(b + 18)), h = static_cast<int32_t>(le32(b + 22));
     const int64_t bits = int64_t(b[28]) | int64_t(b[29]) << 8;
@@ -44,8 +45,8 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
     if ((compression == 0 || compression == 3) && w > 0 && bits > 0) {
       const int64_t row = (bits * w + 31) / 32 * 4, need = int64_t(offset) + row * (h < 0 ? -h : h);
       if (static_cast<int64_t>(n) < need)
-        return "BMP is truncated: its header promises " + std::to_string(need) + " bytes of pixel data and header, the file has " +
-               std::to_string(n);
+        return "BMP is truncated: its header promises " + std::to_string(need) +
+               " bytes of pixel data and header, the file has " + std::to_string(n);
     }
     return "";
   }
@@ -67,7 +68,8 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
     }
     for (size_t i = pos; i + 1 < n; ++i)
       if (b[i] == 0xFF && b[i + 1] == 0xD9) return "";
-    return "JPEG is truncated: no end-of-image marker after its image data (" + std::to_string(n) + " bytes)";
+    return "JPEG is truncated: no end-of-image marker after its image data (" + std::to_string(n) +
+           " bytes)";
   }
   return "";
 }
@@ -146,9 +148,8 @@ inline ResampleCoeffs resample_coeffs(int in_size, int out_size) {
     }
     for (int x = 0; x < xmax; ++x) {
       double v = ww != 0.0 ? w[x] / ww : 0.0;
-      c.k[static_cast<size_t>(xx) * c.kmax + x] =
-          static_cast<int32_t>(v < 0 ? -0.5 + v * (1 << kResamplePrecision)
-                                     : 0.5 + v * (1 << kResamplePrecision));
+      c.k[static_cast<size_t>(xx) * c.kmax + x] = static_cast<int32_t>(
+          v < 0 ? -0.5 + v * (1 << kResamplePrecision) : 0.5 + v * (1 << kResamplePrecision));
     }
     c.first[xx] = xmin;
     c.count[xx] = xmax;
@@ -166,8 +167,8 @@ inline uint8_t clip8(int64_t v) {
 // then vertical pass, 8-bit intermediate. This is what produced the reference inputs.
 inline Image resize_bilinear(const Image& in, int out_w, int out_h) {
   if (out_w <= 0 || out_h <= 0)
-    throw ConfigError("resize: target size " + std::to_string(out_w) + "x" +
-                      std::to_string(out_h) + " must be positive");
+    throw ConfigError("resize: target size " + std::to_string(out_w) + "x" + std::to_string(out_h) +
+                      " must be positive");
   if (in.width <= 0 || in.height <= 0) throw ShapeError("resize: input image is empty");
   Image tmp;
   const Image* src = &in;
@@ -219,10 +220,13 @@ inline Preprocess preprocess_from_string(const std::string& s) {
   if (s == "unit") return Preprocess::Unit;
   throw ConfigError("preprocessing must be 'tf' (x/127.5-1) or 'unit' (x/255), got '" + s + "'");
 }
-inline std::string to_string(Preprocess p) { return p == Preprocess::Tf ? "tf" : "unit"; }
+inline std::string to_string(Preprocess p) {
+  return p == Preprocess::Tf ? "tf" : "unit";
+}
 
 inline float preprocess_value(uint8_t v, Preprocess p) {
-  return p == Preprocess::Tf ? static_cast<float>(v) / 127.5f - 1.0f : static_cast<float>(v) / 255.0f;
+  return p == Preprocess::Tf ? static_cast<float>(v) / 127.5f - 1.0f
+                             : static_cast<float>(v) / 255.0f;
 }
 
 // Writes n * h * w * 3 preprocessed values (one image) at dst.

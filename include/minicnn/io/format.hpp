@@ -59,17 +59,23 @@ enum class TensorKind : uint8_t { model = 0, training = 1 };
 
 inline const char* dtype_name(DType d) {
   switch (d) {
-    case DType::float32: return "float32";
-    case DType::int64: return "int64";
-    case DType::uint8: return "uint8";
+    case DType::float32:
+      return "float32";
+    case DType::int64:
+      return "int64";
+    case DType::uint8:
+      return "uint8";
   }
   return "?";
 }
 inline std::size_t dtype_size(DType d) {
   switch (d) {
-    case DType::float32: return 4;
-    case DType::int64: return 8;
-    case DType::uint8: return 1;
+    case DType::float32:
+      return 4;
+    case DType::int64:
+      return 8;
+    case DType::uint8:
+      return 1;
   }
   return 0;
 }
@@ -93,17 +99,23 @@ struct McnnTensor {
 
   const Shape& shape() const {
     switch (dtype) {
-      case DType::int64: return ivalue.shape();
-      case DType::uint8: return bvalue.shape();
-      default: return value.shape();
+      case DType::int64:
+        return ivalue.shape();
+      case DType::uint8:
+        return bvalue.shape();
+      default:
+        return value.shape();
     }
   }
   // Pointer to the raw elements (nullptr when the tensor has no storage).
   const void* raw() const {
     switch (dtype) {
-      case DType::int64: return ivalue.data();
-      case DType::uint8: return bvalue.data();
-      default: return value.data();
+      case DType::int64:
+        return ivalue.data();
+      case DType::uint8:
+        return bvalue.data();
+      default:
+        return value.data();
     }
   }
   uint64_t byte_size() const { return static_cast<uint64_t>(shape().size()) * dtype_size(dtype); }
@@ -112,7 +124,7 @@ struct McnnTensor {
 struct McnnFile {
   nlohmann::json metadata = nlohmann::json::object();
   std::vector<McnnTensor> tensors;  // in file order (model order for weights)
-  std::string source;               // where it was read from (for messages); empty if built in memory
+  std::string source;  // where it was read from (for messages); empty if built in memory
 
   const McnnTensor* find(const std::string& name) const {
     for (const auto& t : tensors)
@@ -167,7 +179,8 @@ inline uint32_t crc32(uint32_t crc, const void* data, std::size_t n) {
 template <typename U>
 U load_le(const char* p) {
   U v = 0;
-  for (std::size_t i = 0; i < sizeof(U); ++i) v |= static_cast<U>(static_cast<unsigned char>(p[i])) << (8 * i);
+  for (std::size_t i = 0; i < sizeof(U); ++i)
+    v |= static_cast<U>(static_cast<unsigned char>(p[i])) << (8 * i);
   return v;
 }
 template <typename U>
@@ -198,7 +211,9 @@ inline void copy_le_elements(void* dst, const void* src, std::size_t count, std:
   }
 }
 
-inline uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+inline uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) / a * a;
+}
 
 // Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF); NUL is rejected too.
 inline bool valid_utf8_name(const std::string& s) {
@@ -212,18 +227,22 @@ inline bool valid_utf8_name(const std::string& s) {
     }
     int len;
     uint32_t cp;
-    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
-    else return false;
+    if ((c & 0xE0) == 0xC0)
+      len = 2, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0)
+      len = 3, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0)
+      len = 4, cp = c & 0x07;
+    else
+      return false;
     if (i + len > n) return false;
     for (int k = 1; k < len; ++k) {
       unsigned char d = static_cast<unsigned char>(s[i + k]);
       if ((d & 0xC0) != 0x80) return false;
       cp = (cp << 6) | (d & 0x3F);
     }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
       return false;
     i += len;
   }
@@ -238,8 +257,10 @@ inline int json_nesting_depth(const char* p, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     char c = p[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -258,7 +279,9 @@ inline std::string hex32(uint32_t v) {
   return s;
 }
 
-inline std::string errno_text(int e) { return std::system_category().message(e); }
+inline std::string errno_text(int e) {
+  return std::system_category().message(e);
+}
 
 inline std::string shape_of(const std::vector<uint64_t>& dims) {
   std::string s = "(";
@@ -285,8 +308,10 @@ enum : std::size_t {
 // Tests use it to build files that are well-formed except for one deliberate defect.
 inline void mcnn_fix_checksums(std::vector<char>& b) {
   if (b.size() < kMcnnHeaderSize) return;
-  uint64_t meta = load_le<uint64_t>(b.data() + kOffMetaLen), table = load_le<uint64_t>(b.data() + kOffTableLen);
-  uint64_t doff = load_le<uint64_t>(b.data() + kOffDataOff), dlen = load_le<uint64_t>(b.data() + kOffDataLen);
+  uint64_t meta = load_le<uint64_t>(b.data() + kOffMetaLen),
+           table = load_le<uint64_t>(b.data() + kOffTableLen);
+  uint64_t doff = load_le<uint64_t>(b.data() + kOffDataOff),
+           dlen = load_le<uint64_t>(b.data() + kOffDataLen);
   if (doff <= b.size() && dlen <= b.size() - doff)
     store_le<uint32_t>(b.data() + kOffDataCrc, crc32(0, b.data() + doff, dlen));
   uint32_t h = crc32(0, b.data(), kOffHeaderCrc);
@@ -303,12 +328,15 @@ inline void mcnn_fix_checksums(std::vector<char>& b) {
 // The exact bytes of a .mcnn file for `f`. Sets metadata "format" to this writer's format
 // version and "library_version" to the version of the library writing it (tests pass another
 // version to reproduce a file written by an older minicnn byte for byte).
-inline std::vector<char> serialize_mcnn(const McnnFile& f, const std::string& library_version = kMcnnLibraryVersion) {
+inline std::vector<char> serialize_mcnn(const McnnFile& f,
+                                        const std::string& library_version = kMcnnLibraryVersion) {
   using namespace detail;
   nlohmann::json meta = f.metadata.is_null() ? nlohmann::json::object() : f.metadata;
   if (!meta.is_object())
-    throw ConfigError("write .mcnn: metadata must be a JSON object, got " + std::string(meta.type_name()));
-  meta["format"] = "mcnn " + std::to_string(kMcnnVersionMajor) + "." + std::to_string(kMcnnVersionMinor);
+    throw ConfigError("write .mcnn: metadata must be a JSON object, got " +
+                      std::string(meta.type_name()));
+  meta["format"] =
+      "mcnn " + std::to_string(kMcnnVersionMajor) + "." + std::to_string(kMcnnVersionMinor);
   meta["library_version"] = library_version;
   std::string text;
   try {
@@ -317,8 +345,8 @@ inline std::vector<char> serialize_mcnn(const McnnFile& f, const std::string& li
     throw ConfigError(std::string("write .mcnn: metadata cannot be written as JSON: ") + e.what());
   }
   if (json_nesting_depth(text.data(), text.size()) > kMcnnMaxJsonDepth)
-    throw ConfigError("write .mcnn: metadata nests deeper than " + std::to_string(kMcnnMaxJsonDepth) +
-                      " levels, which readers reject");
+    throw ConfigError("write .mcnn: metadata nests deeper than " +
+                      std::to_string(kMcnnMaxJsonDepth) + " levels, which readers reject");
 
   std::vector<char> table;
   std::vector<uint64_t> offsets;
@@ -328,10 +356,11 @@ inline std::vector<char> serialize_mcnn(const McnnFile& f, const std::string& li
     if (t.name.empty() || t.name.size() > kMcnnMaxNameBytes || !valid_utf8_name(t.name))
       throw ConfigError("write .mcnn: tensor name '" + t.name + "' must be 1.." +
                         std::to_string(kMcnnMaxNameBytes) + " bytes of UTF-8 without NUL");
-    if (!names.insert(t.name).second) throw ConfigError("write .mcnn: duplicate tensor name '" + t.name + "'");
+    if (!names.insert(t.name).second)
+      throw ConfigError("write .mcnn: duplicate tensor name '" + t.name + "'");
     if (t.shape().size() > 0 && t.raw() == nullptr)
-      throw ConfigError("write .mcnn: tensor '" + t.name + "' (" + dtype_name(t.dtype) + ") has shape " +
-                        t.shape().str() + " but no data");
+      throw ConfigError("write .mcnn: tensor '" + t.name + "' (" + dtype_name(t.dtype) +
+                        ") has shape " + t.shape().str() + " but no data");
     uint64_t off = align_up(data_len, kMcnnAlignment);
     offsets.push_back(off);
     data_len = off + t.byte_size();
@@ -357,11 +386,12 @@ inline std::vector<char> serialize_mcnn(const McnnFile& f, const std::string& li
   store_le<uint64_t>(out.data() + kOffDataOff, data_off);
   store_le<uint64_t>(out.data() + kOffDataLen, data_len);
   std::memcpy(out.data() + kMcnnHeaderSize, text.data(), text.size());
-  if (!table.empty()) std::memcpy(out.data() + kMcnnHeaderSize + text.size(), table.data(), table.size());
+  if (!table.empty())
+    std::memcpy(out.data() + kMcnnHeaderSize + text.size(), table.data(), table.size());
   for (std::size_t i = 0; i < f.tensors.size(); ++i) {
     const auto& t = f.tensors[i];
-    copy_le_elements(out.data() + data_off + offsets[i], t.raw(), static_cast<std::size_t>(t.shape().size()),
-                     dtype_size(t.dtype));
+    copy_le_elements(out.data() + data_off + offsets[i], t.raw(),
+                     static_cast<std::size_t>(t.shape().size()), dtype_size(t.dtype));
   }
   mcnn_fix_checksums(out);
   return out;
@@ -374,7 +404,9 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
   using namespace detail;
   const uint64_t size = bytes.size();
   const char* b = bytes.data();
-  auto fail = [&](const std::string& what) -> FormatError { return FormatError(where + ": " + what); };
+  auto fail = [&](const std::string& what) -> FormatError {
+    return FormatError(where + ": " + what);
+  };
 
   if (size < 8 || std::memcmp(b, kMcnnMagic, 8) != 0) {
     static const char hdf5[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
@@ -384,9 +416,11 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
       throw fail("truncated: " + std::to_string(size) + " bytes, a .mcnn header needs " +
                  std::to_string(kMcnnHeaderSize));
     if (size >= 4 && std::memcmp(b, "MCNN", 4) == 0)
-      throw fail("bad magic: starts with \"MCNN\" but bytes 4..7 are not \\r\\n\\x1a\\n "
-                 "(the file was probably copied in text mode, which converts line endings)");
-    throw fail("not a .mcnn file (bad magic: expected \"MCNN\\r\\n\\x1a\\n\" in the first 8 bytes)");
+      throw fail(
+          "bad magic: starts with \"MCNN\" but bytes 4..7 are not \\r\\n\\x1a\\n "
+          "(the file was probably copied in text mode, which converts line endings)");
+    throw fail(
+        "not a .mcnn file (bad magic: expected \"MCNN\\r\\n\\x1a\\n\" in the first 8 bytes)");
   }
   if (size < kMcnnHeaderSize)
     throw fail("truncated: " + std::to_string(size) + " bytes, a .mcnn header needs " +
@@ -398,37 +432,46 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
     throw fail("format version " + std::to_string(major) + "." + std::to_string(minor) +
                " is newer than this reader supports (" + std::to_string(kMcnnVersionMajor) +
                ".x); upgrade minicnn (or, if no newer minicnn wrote this file, it is corrupted)");
-  if (major == 0) throw fail("invalid format version 0." + std::to_string(minor) + " (the header is corrupted)");
+  if (major == 0)
+    throw fail("invalid format version 0." + std::to_string(minor) + " (the header is corrupted)");
 
-  const uint64_t meta_len = load_le<uint64_t>(b + kOffMetaLen), table_len = load_le<uint64_t>(b + kOffTableLen);
+  const uint64_t meta_len = load_le<uint64_t>(b + kOffMetaLen),
+                 table_len = load_le<uint64_t>(b + kOffTableLen);
   const uint64_t count = load_le<uint64_t>(b + kOffCount);
-  const uint64_t data_off = load_le<uint64_t>(b + kOffDataOff), data_len = load_le<uint64_t>(b + kOffDataLen);
+  const uint64_t data_off = load_le<uint64_t>(b + kOffDataOff),
+                 data_len = load_le<uint64_t>(b + kOffDataLen);
   const uint64_t room = size - kMcnnHeaderSize;
   if (meta_len > room || table_len > room - meta_len)
-    throw fail("truncated or corrupted: the header declares " + std::to_string(meta_len) + " bytes of metadata and " +
-               std::to_string(table_len) + " bytes of tensor table after the 64-byte header, but the file has only " +
+    throw fail("truncated or corrupted: the header declares " + std::to_string(meta_len) +
+               " bytes of metadata and " + std::to_string(table_len) +
+               " bytes of tensor table after the 64-byte header, but the file has only " +
                std::to_string(size) + " bytes");
   const uint64_t table_off = kMcnnHeaderSize + meta_len, table_end = table_off + table_len;
   uint32_t stored_hcrc = load_le<uint32_t>(b + kOffHeaderCrc);
   uint32_t hcrc = crc32(crc32(0, b, kOffHeaderCrc), b + kMcnnHeaderSize, meta_len + table_len);
   if (hcrc != stored_hcrc)
-    throw fail("header checksum mismatch (stored " + hex32(stored_hcrc) + ", computed " + hex32(hcrc) +
-               "): the header, metadata or tensor table is corrupted");
+    throw fail("header checksum mismatch (stored " + hex32(stored_hcrc) + ", computed " +
+               hex32(hcrc) + "): the header, metadata or tensor table is corrupted");
 
   // From here on the header fields are what the writer wrote.
   if (data_off != align_up(table_end, kMcnnAlignment))
     throw fail("data section offset " + std::to_string(data_off) + " should be " +
-               std::to_string(align_up(table_end, kMcnnAlignment)) + " (table end rounded up to 64)");
+               std::to_string(align_up(table_end, kMcnnAlignment)) +
+               " (table end rounded up to 64)");
   if (data_off > size || data_len > size - data_off)
     throw fail("truncated: the data section should end at byte " +
-               (data_off > std::numeric_limits<uint64_t>::max() - data_len ? std::string("(overflow)")
-                                                                            : std::to_string(data_off + data_len)) +
+               (data_off > std::numeric_limits<uint64_t>::max() - data_len
+                    ? std::string("(overflow)")
+                    : std::to_string(data_off + data_len)) +
                " but the file has " + std::to_string(size) + " bytes");
   if (data_off + data_len != size)
     throw fail("the file has " + std::to_string(size - data_off - data_len) +
-               " unexpected bytes after the data section (expected size " + std::to_string(data_off + data_len) + ")");
+               " unexpected bytes after the data section (expected size " +
+               std::to_string(data_off + data_len) + ")");
   for (uint64_t i = table_end; i < data_off; ++i)
-    if (b[i] != 0) throw fail("non-zero padding byte at offset " + std::to_string(i) + " before the data section");
+    if (b[i] != 0)
+      throw fail("non-zero padding byte at offset " + std::to_string(i) +
+                 " before the data section");
 
   // Metadata.
   McnnFile f;
@@ -446,8 +489,8 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
 
   // Tensor table.
   if (count > table_len / (kMcnnEntryFixedSize + 1))
-    throw fail("tensor count " + std::to_string(count) + " cannot fit in a table of " + std::to_string(table_len) +
-               " bytes");
+    throw fail("tensor count " + std::to_string(count) + " cannot fit in a table of " +
+               std::to_string(table_len) + " bytes");
   struct Entry {
     std::string name;
     DType dtype;
@@ -461,32 +504,38 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
   uint64_t pos = table_off;
   for (uint64_t i = 0; i < count; ++i) {
     std::string which = "tensor #" + std::to_string(i);
-    if (table_end - pos < kMcnnEntryFixedSize) throw fail("tensor table ends inside the entry of " + which);
+    if (table_end - pos < kMcnnEntryFixedSize)
+      throw fail("tensor table ends inside the entry of " + which);
     const char* e = b + pos;
     Entry en;
     uint16_t name_len = load_le<uint16_t>(e);
-    uint8_t dtype = static_cast<uint8_t>(e[2]), rank = static_cast<uint8_t>(e[3]), kind = static_cast<uint8_t>(e[4]);
+    uint8_t dtype = static_cast<uint8_t>(e[2]), rank = static_cast<uint8_t>(e[3]),
+            kind = static_cast<uint8_t>(e[4]);
     en.offset = load_le<uint64_t>(e + 8);
     en.nbytes = load_le<uint64_t>(e + 16);
     if (rank > Shape::kMaxRank)
-      throw fail(which + " has rank " + std::to_string(rank) + ", expected at most " + std::to_string(Shape::kMaxRank));
+      throw fail(which + " has rank " + std::to_string(rank) + ", expected at most " +
+                 std::to_string(Shape::kMaxRank));
     if (name_len == 0 || name_len > kMcnnMaxNameBytes)
       throw fail(which + " has a name of " + std::to_string(name_len) + " bytes, expected 1.." +
                  std::to_string(kMcnnMaxNameBytes));
     if (table_end - pos - kMcnnEntryFixedSize < uint64_t(8) * rank + name_len)
       throw fail("tensor table ends inside the entry of " + which);
-    for (int k = 0; k < rank; ++k) en.dims.push_back(load_le<uint64_t>(e + kMcnnEntryFixedSize + 8 * k));
+    for (int k = 0; k < rank; ++k)
+      en.dims.push_back(load_le<uint64_t>(e + kMcnnEntryFixedSize + 8 * k));
     en.name.assign(e + kMcnnEntryFixedSize + 8 * rank, name_len);
     pos += kMcnnEntryFixedSize + uint64_t(8) * rank + name_len;
     if (!valid_utf8_name(en.name)) throw fail(which + " has a name that is not valid UTF-8");
     which = "tensor '" + en.name + "'";
-    if (!names.insert(en.name).second) throw fail("tensor name '" + en.name + "' appears twice in the table");
+    if (!names.insert(en.name).second)
+      throw fail("tensor name '" + en.name + "' appears twice in the table");
     if (dtype < 1 || dtype > 3)
       throw fail(which + " has unknown dtype code " + std::to_string(dtype) +
                  " (known: 1 float32, 2 int64, 3 uint8)");
     en.dtype = static_cast<DType>(dtype);
     if (kind > 1)
-      throw fail(which + " has unknown kind code " + std::to_string(kind) + " (known: 0 model, 1 training)");
+      throw fail(which + " has unknown kind code " + std::to_string(kind) +
+                 " (known: 0 model, 1 training)");
     en.kind = static_cast<TensorKind>(kind);
     // Overflow-safe element count: every partial product stays below 2^62 / item size.
     const uint64_t item = dtype_size(en.dtype), limit = (uint64_t(1) << 62) / item;
@@ -497,33 +546,38 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
       elems *= d;
     }
     if (en.nbytes != elems * item)
-      throw fail(which + " declares " + std::to_string(en.nbytes) + " bytes, but shape " + shape_of(en.dims) +
-                 " of " + dtype_name(en.dtype) + " needs " + std::to_string(elems * item));
+      throw fail(which + " declares " + std::to_string(en.nbytes) + " bytes, but shape " +
+                 shape_of(en.dims) + " of " + dtype_name(en.dtype) + " needs " +
+                 std::to_string(elems * item));
     if (en.offset % kMcnnAlignment != 0)
-      throw fail(which + " starts at data offset " + std::to_string(en.offset) + ", which is not a multiple of 64");
+      throw fail(which + " starts at data offset " + std::to_string(en.offset) +
+                 ", which is not a multiple of 64");
     if (en.offset > data_len || en.nbytes > data_len - en.offset)
-      throw fail(which + " occupies data bytes [" + std::to_string(en.offset) + ", +" + std::to_string(en.nbytes) +
-                 ") past the end of the data section (" + std::to_string(data_len) + " bytes)");
+      throw fail(which + " occupies data bytes [" + std::to_string(en.offset) + ", +" +
+                 std::to_string(en.nbytes) + ") past the end of the data section (" +
+                 std::to_string(data_len) + " bytes)");
     entries.push_back(std::move(en));
   }
   if (pos != table_end)
-    throw fail("tensor table has " + std::to_string(table_end - pos) + " bytes left after " + std::to_string(count) +
-               " entries");
+    throw fail("tensor table has " + std::to_string(table_end - pos) + " bytes left after " +
+               std::to_string(count) + " entries");
 
   // No two tensors may share bytes.
   std::vector<const Entry*> by_off;
   for (const auto& e : entries)
     if (e.nbytes) by_off.push_back(&e);
-  std::sort(by_off.begin(), by_off.end(), [](const Entry* a, const Entry* c) { return a->offset < c->offset; });
+  std::sort(by_off.begin(), by_off.end(),
+            [](const Entry* a, const Entry* c) { return a->offset < c->offset; });
   for (std::size_t i = 1; i < by_off.size(); ++i)
     if (by_off[i - 1]->offset + by_off[i - 1]->nbytes > by_off[i]->offset)
-      throw fail("tensors '" + by_off[i - 1]->name + "' and '" + by_off[i]->name + "' overlap in the data section");
+      throw fail("tensors '" + by_off[i - 1]->name + "' and '" + by_off[i]->name +
+                 "' overlap in the data section");
 
   uint32_t stored_dcrc = load_le<uint32_t>(b + kOffDataCrc);
   uint32_t dcrc = crc32(0, b + data_off, data_len);
   if (dcrc != stored_dcrc)
-    throw fail("data checksum mismatch (stored " + hex32(stored_dcrc) + ", computed " + hex32(dcrc) +
-               "): tensor data is corrupted");
+    throw fail("data checksum mismatch (stored " + hex32(stored_dcrc) + ", computed " +
+               hex32(dcrc) + "): tensor data is corrupted");
 
   f.tensors.reserve(entries.size());
   for (auto& e : entries) {
@@ -535,9 +589,18 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
     const char* src = b + data_off + e.offset;
     std::size_t n = static_cast<std::size_t>(s.size());
     switch (t.dtype) {
-      case DType::float32: t.value = Tensor<float>(s); copy_le_elements(t.value.data(), src, n, 4); break;
-      case DType::int64: t.ivalue = Tensor<int64_t>(s); copy_le_elements(t.ivalue.data(), src, n, 8); break;
-      case DType::uint8: t.bvalue = Tensor<uint8_t>(s); copy_le_elements(t.bvalue.data(), src, n, 1); break;
+      case DType::float32:
+        t.value = Tensor<float>(s);
+        copy_le_elements(t.value.data(), src, n, 4);
+        break;
+      case DType::int64:
+        t.ivalue = Tensor<int64_t>(s);
+        copy_le_elements(t.ivalue.data(), src, n, 8);
+        break;
+      case DType::uint8:
+        t.bvalue = Tensor<uint8_t>(s);
+        copy_le_elements(t.bvalue.data(), src, n, 1);
+        break;
     }
     f.tensors.push_back(std::move(t));
   }
@@ -546,7 +609,8 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
 
 inline McnnFile read_mcnn(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw IoError("cannot read '" + path + "': it is a directory");
+  if (std::filesystem::is_directory(path, ec))
+    throw IoError("cannot read '" + path + "': it is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open '" + path + "' for reading: " + detail::errno_text(errno));
   in.seekg(0, std::ios::end);
@@ -578,8 +642,8 @@ inline void write_file_atomic(const std::string& path, const char* data, std::si
               .string();
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && (errno != EEXIST || attempt > 100))
-      throw IoError("cannot write '" + path + "': cannot create a temporary file in '" + dir.string() +
-                    "': " + detail::errno_text(errno));
+      throw IoError("cannot write '" + path + "': cannot create a temporary file in '" +
+                    dir.string() + "': " + detail::errno_text(errno));
   }
   struct Cleanup {
     int fd;
@@ -602,7 +666,8 @@ inline void write_file_atomic(const std::string& path, const char* data, std::si
     ssize_t w = ::write(fd, data + done, std::min<std::size_t>(n - done, std::size_t(1) << 30));
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw fail("write failed after " + std::to_string(done) + " of " + std::to_string(n) + " bytes");
+      throw fail("write failed after " + std::to_string(done) + " of " + std::to_string(n) +
+                 " bytes");
     }
     done += static_cast<std::size_t>(w);
   }

@@ -43,13 +43,20 @@ struct NpyArray {
         t[i] = static_cast<T>(v);
       }
     };
-    if (dtype == "f4") conv(float{});
-    else if (dtype == "f8") conv(double{});
-    else if (dtype == "u1") conv(uint8_t{});
-    else if (dtype == "i1") conv(int8_t{});
-    else if (dtype == "i4") conv(int32_t{});
-    else if (dtype == "i8") conv(int64_t{});
-    else throw FormatError(where + ": unsupported .npy dtype '" + dtype + "'");
+    if (dtype == "f4")
+      conv(float{});
+    else if (dtype == "f8")
+      conv(double{});
+    else if (dtype == "u1")
+      conv(uint8_t{});
+    else if (dtype == "i1")
+      conv(int8_t{});
+    else if (dtype == "i4")
+      conv(int32_t{});
+    else if (dtype == "i8")
+      conv(int64_t{});
+    else
+      throw FormatError(where + ": unsupported .npy dtype '" + dtype + "'");
     return t;
   }
 };
@@ -59,11 +66,13 @@ inline int npy_item_size(const std::string& d) {
   if (d.size() != 2) return 0;
   char k = d[0];
   int n = d[1] - '0';
-  if ((k == 'f' && (n == 4 || n == 8)) || ((k == 'u' || k == 'i') && (n == 1 || n == 2 || n == 4 || n == 8)))
+  if ((k == 'f' && (n == 4 || n == 8)) ||
+      ((k == 'u' || k == 'i') && (n == 1 || n == 2 || n == 4 || n == 8)))
     return n;
   return 0;
 }
-inline std::string npy_dict_value(const std::string& header, const std::string& key, const std::string& where) {
+inline std::string npy_dict_value(const std::string& header, const std::string& key,
+                                  const std::string& where) {
   auto k = header.find("'" + key + "'");
   if (k == std::string::npos) throw FormatError(where + ": .npy header lacks '" + key + "'");
   auto colon = header.find(':', k);
@@ -86,14 +95,16 @@ inline NpyArray parse_npy(const std::vector<char>& file, const std::string& wher
   } else if (major == 2 || major == 3) {
     if (file.size() < 12) throw FormatError(where + ": truncated .npy header");
     header_len = 0;
-    for (int i = 0; i < 4; ++i) header_len |= size_t(static_cast<unsigned char>(file[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      header_len |= size_t(static_cast<unsigned char>(file[8 + i])) << (8 * i);
     offset = 12;
   } else {
     throw FormatError(where + ": unsupported .npy version " + std::to_string(major));
   }
   if (offset + header_len > file.size())
     throw FormatError(where + ": .npy header of " + std::to_string(header_len) +
-                      " bytes runs past the end of the file (" + std::to_string(file.size()) + " bytes)");
+                      " bytes runs past the end of the file (" + std::to_string(file.size()) +
+                      " bytes)");
   std::string header(file.data() + offset, header_len);
   NpyArray a;
   std::string descr = detail::npy_dict_value(header, "descr", where);
@@ -102,7 +113,9 @@ inline NpyArray parse_npy(const std::vector<char>& file, const std::string& wher
   char order = descr[1];
   a.dtype = descr.substr(2, descr.find('\'', 2) - 2);
   int item = detail::npy_item_size(a.dtype);
-  if (!item) throw FormatError(where + ": unsupported .npy dtype '" + descr.substr(1, descr.find('\'', 1) - 1) + "'");
+  if (!item)
+    throw FormatError(where + ": unsupported .npy dtype '" +
+                      descr.substr(1, descr.find('\'', 1) - 1) + "'");
   if (order == '>' && item > 1) throw FormatError(where + ": big-endian .npy is not supported");
   if (detail::npy_dict_value(header, "fortran_order", where).rfind("False", 0) != 0)
     throw FormatError(where + ": Fortran-order .npy is not supported");
@@ -119,7 +132,8 @@ inline NpyArray parse_npy(const std::vector<char>& file, const std::string& wher
     if (!tok.empty()) {
       char* endp = nullptr;
       long long v = std::strtoll(tok.c_str(), &endp, 10);
-      if (v < 0 || endp == tok.c_str()) throw FormatError(where + ": bad dimension '" + tok + "' in .npy header");
+      if (v < 0 || endp == tok.c_str())
+        throw FormatError(where + ": bad dimension '" + tok + "' in .npy header");
       a.dims.push_back(v);
     }
     if (next == std::string::npos) break;
@@ -135,8 +149,9 @@ inline NpyArray parse_npy(const std::vector<char>& file, const std::string& wher
   }
   unsigned long long need = n * item;
   if (data_off + need > file.size())
-    throw FormatError(where + ": .npy data needs " + std::to_string(need) + " bytes but the file has " +
-                      std::to_string(file.size() - data_off) + " after the header (truncated?)");
+    throw FormatError(where + ": .npy data needs " + std::to_string(need) +
+                      " bytes but the file has " + std::to_string(file.size() - data_off) +
+                      " after the header (truncated?)");
   a.bytes.assign(file.begin() + data_off, file.begin() + data_off + need);
   return a;
 }
@@ -149,7 +164,9 @@ inline std::vector<char> read_file_bytes(const std::string& path) {
   return buf;
 }
 
-inline NpyArray load_npy(const std::string& path) { return parse_npy(read_file_bytes(path), "'" + path + "'"); }
+inline NpyArray load_npy(const std::string& path) {
+  return parse_npy(read_file_bytes(path), "'" + path + "'");
+}
 
 template <typename T>
 Tensor<T> load_npy_tensor(const std::string& path) {
@@ -161,7 +178,8 @@ template <typename T>
 void save_npy(const std::string& path, ConstView<T> t) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "save_npy writes f4/f8");
   std::string shape = "(";
-  for (int i = 0; i < t.rank(); ++i) shape += std::to_string(t.shape()[i]) + (t.rank() == 1 || i + 1 < t.rank() ? ", " : "");
+  for (int i = 0; i < t.rank(); ++i)
+    shape += std::to_string(t.shape()[i]) + (t.rank() == 1 || i + 1 < t.rank() ? ", " : "");
   if (t.rank() > 1) shape.resize(shape.size());
   shape += ")";
   std::string header = std::string("{'descr': '<") + (sizeof(T) == 4 ? "f4" : "f8") +

@@ -29,11 +29,12 @@ McnnFile collect_weights(LayerT<T>& model, nlohmann::json metadata = nlohmann::j
   f.metadata = std::move(metadata);
   if (f.metadata.is_null()) f.metadata = nlohmann::json::object();
   if (!f.metadata.is_object())
-    throw ConfigError("collect_weights: metadata must be a JSON object, got " + std::string(f.metadata.type_name()));
+    throw ConfigError("collect_weights: metadata must be a JSON object, got " +
+                      std::string(f.metadata.type_name()));
   for (auto* p : model.parameters()) {
     if (f.find(p->name))
-      throw ConfigError(model.type() + " '" + model.name() + "': two parameters are named '" + p->name +
-                        "'; names must be unique to be saved");
+      throw ConfigError(model.type() + " '" + model.name() + "': two parameters are named '" +
+                        p->name + "'; names must be unique to be saved");
     if constexpr (std::is_same_v<T, float>)
       f.tensors.emplace_back(p->name, p->value);
     else
@@ -43,7 +44,8 @@ McnnFile collect_weights(LayerT<T>& model, nlohmann::json metadata = nlohmann::j
 }
 
 template <typename T>
-void save_weights(LayerT<T>& model, const std::string& path, nlohmann::json metadata = nlohmann::json::object()) {
+void save_weights(LayerT<T>& model, const std::string& path,
+                  nlohmann::json metadata = nlohmann::json::object()) {
   write_mcnn(path, collect_weights(model, std::move(metadata)));
 }
 
@@ -56,11 +58,12 @@ struct LoadOptions {
 
 struct TensorMismatch {
   std::string name;
-  Shape expected;             // the model's parameter shape
-  Shape found;                // the file's tensor shape
-  std::string found_dtype;    // "float32" unless the file stores another type under that name
+  Shape expected;           // the model's parameter shape
+  Shape found;              // the file's tensor shape
+  std::string found_dtype;  // "float32" unless the file stores another type under that name
   std::string str() const {
-    return name + ": model expects " + expected.str() + " float32, file has " + found.str() + " " + found_dtype;
+    return name + ": model expects " + expected.str() + " float32, file has " + found.str() + " " +
+           found_dtype;
   }
 };
 
@@ -71,11 +74,12 @@ struct NamedShape {
 };
 
 struct LoadReport {
-  std::vector<std::string> loaded;     // parameter names copied from the file
-  std::vector<NamedShape> missing;     // model parameters the file lacks (with the model's shape)
-  std::vector<NamedShape> unexpected;  // file tensors (kind model) the model lacks (with the file's shape)
+  std::vector<std::string> loaded;  // parameter names copied from the file
+  std::vector<NamedShape> missing;  // model parameters the file lacks (with the model's shape)
+  std::vector<NamedShape>
+      unexpected;  // file tensors (kind model) the model lacks (with the file's shape)
   std::vector<TensorMismatch> wrong_shape;
-  std::vector<std::string> skipped;     // matched a skip prefix (model or file side)
+  std::vector<std::string> skipped;  // matched a skip prefix (model or file side)
 
   bool complete() const { return missing.empty() && unexpected.empty() && wrong_shape.empty(); }
   std::size_t problems() const { return missing.size() + unexpected.size() + wrong_shape.size(); }
@@ -97,9 +101,10 @@ struct LoadReport {
     return s;
   }
   std::string str() const {
-    return "loaded " + std::to_string(loaded.size()) + " tensors, " + std::to_string(missing.size()) +
-           " missing, " + std::to_string(unexpected.size()) + " unexpected, " + std::to_string(wrong_shape.size()) +
-           " wrong shape, " + std::to_string(skipped.size()) + " skipped" + problems_str();
+    return "loaded " + std::to_string(loaded.size()) + " tensors, " +
+           std::to_string(missing.size()) + " missing, " + std::to_string(unexpected.size()) +
+           " unexpected, " + std::to_string(wrong_shape.size()) + " wrong shape, " +
+           std::to_string(skipped.size()) + " skipped" + problems_str();
   }
 };
 
@@ -112,9 +117,10 @@ LoadReport load_weights(LayerT<T>& model, const McnnFile& file, const LoadOption
   };
   const std::string where = file.source.empty() ? std::string("<in-memory .mcnn>") : file.source;
   if (model.inference_only())
-    throw ConfigError(model.type() + " '" + model.name() + "': cannot load " + where +
-                      " into a model folded for inference (its BatchNormalization is merged into the "
-                      "convolutions); load the weights first, then fold");
+    throw ConfigError(
+        model.type() + " '" + model.name() + "': cannot load " + where +
+        " into a model folded for inference (its BatchNormalization is merged into the "
+        "convolutions); load the weights first, then fold");
 
   std::unordered_map<std::string, const McnnTensor*> in_file;
   for (const auto& t : file.tensors)
@@ -126,7 +132,8 @@ LoadReport load_weights(LayerT<T>& model, const McnnFile& file, const LoadOption
   auto params = model.parameters();
   for (auto* p : params) {
     if (!used.insert(p->name).second)
-      throw ConfigError(model.type() + " '" + model.name() + "': two parameters are named '" + p->name + "'");
+      throw ConfigError(model.type() + " '" + model.name() + "': two parameters are named '" +
+                        p->name + "'");
     if (skip(p->name)) {
       rep.skipped.push_back(p->name);
       continue;
@@ -152,10 +159,11 @@ LoadReport load_weights(LayerT<T>& model, const McnnFile& file, const LoadOption
   }
 
   if (opt.strict && !rep.complete()) {
-    std::string hint = params.empty() ? " (the model has no parameters: build it before loading)" : "";
-    throw FormatError("load_weights from " + where + " into " + model.type() + " '" + model.name() + "': " +
-                      std::to_string(rep.problems()) + " problem(s), nothing was loaded" + hint + ":" +
-                      rep.problems_str());
+    std::string hint =
+        params.empty() ? " (the model has no parameters: build it before loading)" : "";
+    throw FormatError("load_weights from " + where + " into " + model.type() + " '" + model.name() +
+                      "': " + std::to_string(rep.problems()) + " problem(s), nothing was loaded" +
+                      hint + ":" + rep.problems_str());
   }
   // Shapes were all checked above, so copying cannot fail halfway.
   for (auto& [p, t] : plan) {

@@ -52,23 +52,25 @@ template <typename T>
 void batchnorm_moments_nhwc(const T* x, int64_t rows, int64_t C, double* mean, double* var,
                             std::vector<double>& scratch, int threads = 0) {
   const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  bn_detail::bn_reduce_rows(rows, C, 1, chunks, scratch, mean, [&](int64_t r0, int64_t r1, double* acc) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * C;
-      for (int64_t c = 0; c < C; ++c) acc[c] += double(xr[c]);
-    }
-  });
+  bn_detail::bn_reduce_rows(rows, C, 1, chunks, scratch, mean,
+                            [&](int64_t r0, int64_t r1, double* acc) {
+                              for (int64_t r = r0; r < r1; ++r) {
+                                const T* xr = x + r * C;
+                                for (int64_t c = 0; c < C; ++c) acc[c] += double(xr[c]);
+                              }
+                            });
   const double inv_rows = 1.0 / double(rows);
   for (int64_t c = 0; c < C; ++c) mean[c] *= inv_rows;
-  bn_detail::bn_reduce_rows(rows, C, 1, chunks, scratch, var, [&](int64_t r0, int64_t r1, double* acc) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * C;
-      for (int64_t c = 0; c < C; ++c) {
-        double d = double(xr[c]) - mean[c];
-        acc[c] += d * d;
-      }
-    }
-  });
+  bn_detail::bn_reduce_rows(rows, C, 1, chunks, scratch, var,
+                            [&](int64_t r0, int64_t r1, double* acc) {
+                              for (int64_t r = r0; r < r1; ++r) {
+                                const T* xr = x + r * C;
+                                for (int64_t c = 0; c < C; ++c) {
+                                  double d = double(xr[c]) - mean[c];
+                                  acc[c] += d * d;
+                                }
+                              }
+                            });
   for (int64_t c = 0; c < C; ++c) var[c] *= inv_rows;
 }
 
@@ -99,19 +101,20 @@ void batchnorm_backward_sums_nhwc(const T* dy, const T* x, int64_t rows, int64_t
   const int64_t len = 2 * C;
   if (scratch.size() < size_t(len * (chunks + 1))) scratch.resize(size_t(len * (chunks + 1)));
   double* out = scratch.data() + len * chunks;
-  bn_detail::bn_reduce_rows(rows, C, 2, chunks, scratch, out, [&](int64_t r0, int64_t r1, double* acc) {
-    double* a1 = acc;
-    double* a2 = acc + C;
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* dyr = dy + r * C;
-      const T* xr = x + r * C;
-      for (int64_t c = 0; c < C; ++c) {
-        double d = double(dyr[c]);
-        a1[c] += d;
-        a2[c] += d * (double(xr[c]) - mean[c]);
-      }
-    }
-  });
+  bn_detail::bn_reduce_rows(rows, C, 2, chunks, scratch, out,
+                            [&](int64_t r0, int64_t r1, double* acc) {
+                              double* a1 = acc;
+                              double* a2 = acc + C;
+                              for (int64_t r = r0; r < r1; ++r) {
+                                const T* dyr = dy + r * C;
+                                const T* xr = x + r * C;
+                                for (int64_t c = 0; c < C; ++c) {
+                                  double d = double(dyr[c]);
+                                  a1[c] += d;
+                                  a2[c] += d * (double(xr[c]) - mean[c]);
+                                }
+                              }
+                            });
   std::copy(out, out + C, sum_dy);
   std::copy(out + C, out + len, sum_dy_xc);
 }

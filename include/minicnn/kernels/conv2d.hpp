@@ -60,7 +60,8 @@ inline void add_run(T* d, const T* s, int64_t n) {
       _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(s)));
     if (n > 0) {
       __mmask16 m = gemm_detail::tail_mask(n);
-      _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
+      _mm512_mask_storeu_ps(
+          d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
     }
     return;
   }
@@ -104,29 +105,32 @@ void im2col(const ConvGeometry& g, const T* x, int64_t p0, int64_t cnt, T* col) 
       // 16-float store each; the excess lands on the next segment or pixel, which is
       // written afterwards (pixel-major, kh-minor order), or in the slack.
       const __mmask16 m = gemm_detail::tail_mask(run);
-      for_each_row_run(g, p0, cnt, [&](int64_t i0, int64_t n, int64_t oh, int64_t ow0, int64_t ow1) {
-        const int64_t ih0 = oh * g.stride_h - g.pad_top;
-        const bool rows_in = ih0 >= 0 && ih0 + g.k_h <= g.in_h;
-        const float* xbase = x + (n * g.in_h + ih0) * g.in_w * C;
-        for (int64_t ow = ow0; ow < ow1; ++ow) {
-          float* d = col + (i0 + ow - ow0) * K;
-          int64_t iw0 = ow * g.stride_w - g.pad_left;
-          if (rows_in && ow >= in_lo && ow < in_hi) {
-            const float* src = xbase + iw0 * C;
-            for (int64_t kh = 0; kh < g.k_h; ++kh)
-              _mm512_storeu_ps(d + kh * run, _mm512_maskz_loadu_ps(m, src + kh * g.in_w * C));
-            continue;
-          }
-          int64_t kw_lo = std::max<int64_t>(0, -iw0), kw_hi = std::max(kw_lo, std::min(g.k_w, g.in_w - iw0));
-          for (int64_t kh = 0; kh < g.k_h; ++kh) {
-            float* dk = d + kh * run;
-            int64_t ih = ih0 + kh;
-            std::fill(dk, dk + run, 0.f);
-            if (ih >= 0 && ih < g.in_h && kw_hi > kw_lo)
-              copy_run(dk + kw_lo * C, x + ((n * g.in_h + ih) * g.in_w + iw0 + kw_lo) * C, (kw_hi - kw_lo) * C);
-          }
-        }
-      });
+      for_each_row_run(
+          g, p0, cnt, [&](int64_t i0, int64_t n, int64_t oh, int64_t ow0, int64_t ow1) {
+            const int64_t ih0 = oh * g.stride_h - g.pad_top;
+            const bool rows_in = ih0 >= 0 && ih0 + g.k_h <= g.in_h;
+            const float* xbase = x + (n * g.in_h + ih0) * g.in_w * C;
+            for (int64_t ow = ow0; ow < ow1; ++ow) {
+              float* d = col + (i0 + ow - ow0) * K;
+              int64_t iw0 = ow * g.stride_w - g.pad_left;
+              if (rows_in && ow >= in_lo && ow < in_hi) {
+                const float* src = xbase + iw0 * C;
+                for (int64_t kh = 0; kh < g.k_h; ++kh)
+                  _mm512_storeu_ps(d + kh * run, _mm512_maskz_loadu_ps(m, src + kh * g.in_w * C));
+                continue;
+              }
+              int64_t kw_lo = std::max<int64_t>(0, -iw0),
+                      kw_hi = std::max(kw_lo, std::min(g.k_w, g.in_w - iw0));
+              for (int64_t kh = 0; kh < g.k_h; ++kh) {
+                float* dk = d + kh * run;
+                int64_t ih = ih0 + kh;
+                std::fill(dk, dk + run, 0.f);
+                if (ih >= 0 && ih < g.in_h && kw_hi > kw_lo)
+                  copy_run(dk + kw_lo * C, x + ((n * g.in_h + ih) * g.in_w + iw0 + kw_lo) * C,
+                           (kw_hi - kw_lo) * C);
+              }
+            }
+          });
       return;
     }
   }
@@ -136,7 +140,8 @@ void im2col(const ConvGeometry& g, const T* x, int64_t p0, int64_t cnt, T* col) 
       int64_t ih = oh * g.stride_h - g.pad_top + kh;
       T* dst = col + i0 * K + kh * run;
       if (ih < 0 || ih >= g.in_h) {
-        for (int64_t ow = ow0; ow < ow1; ++ow) std::fill(dst + (ow - ow0) * K, dst + (ow - ow0) * K + run, T(0));
+        for (int64_t ow = ow0; ow < ow1; ++ow)
+          std::fill(dst + (ow - ow0) * K, dst + (ow - ow0) * K + run, T(0));
         continue;
       }
       const T* xrow = x + (n * g.in_h + ih) * g.in_w * C;
@@ -147,7 +152,8 @@ void im2col(const ConvGeometry& g, const T* x, int64_t p0, int64_t cnt, T* col) 
           copy_run(d, xrow + iw0 * C, run);
           continue;
         }
-        int64_t kw_lo = std::max<int64_t>(0, -iw0), kw_hi = std::max(kw_lo, std::min(g.k_w, g.in_w - iw0));
+        int64_t kw_lo = std::max<int64_t>(0, -iw0),
+                kw_hi = std::max(kw_lo, std::min(g.k_w, g.in_w - iw0));
         std::fill(d, d + kw_lo * C, T(0));
         if (kw_hi > kw_lo) copy_run(d + kw_lo * C, xrow + (iw0 + kw_lo) * C, (kw_hi - kw_lo) * C);
         std::fill(d + kw_hi * C, d + run, T(0));
@@ -214,7 +220,9 @@ struct GradPartials {
           static_cast<std::size_t>(std::max<int64_t>(1, (size_w + size_b) * (nt - 1))));
   }
   T* w_of(int t) const { return !dw ? nullptr : t == 0 ? dw : buf + (t - 1) * (size_w + size_b); }
-  T* b_of(int t) const { return !db ? nullptr : t == 0 ? db : buf + (t - 1) * (size_w + size_b) + size_w; }
+  T* b_of(int t) const {
+    return !db ? nullptr : t == 0 ? db : buf + (t - 1) * (size_w + size_b) + size_w;
+  }
   void zero(int t) const {
     if (t > 0) std::fill(buf + (t - 1) * (size_w + size_b), buf + t * (size_w + size_b), T(0));
   }
@@ -231,7 +239,6 @@ struct GradPartials {
     }
   }
 };
-
 
 #if defined(MINICNN_GEMM_AVX512)
 // Whether conv2d_forward reads windows straight from x: the packed weights must be one
@@ -320,11 +327,13 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   Epilogue<T> ep{bias, act};
   if (prepacked && (prepacked->K() != K || prepacked->N() != N))
     throw Error("conv2d_forward: prepacked weights are " + std::to_string(prepacked->K()) + "x" +
-                std::to_string(prepacked->N()) + ", the convolution needs " + std::to_string(K) + "x" +
-                std::to_string(N));
+                std::to_string(prepacked->N()) + ", the convolution needs " + std::to_string(K) +
+                "x" + std::to_string(N));
   if (is_pointwise(g)) {
-    if (prepacked) prepacked->multiply(M, x, K, y, N, false, ep);
-    else gemm_nn(M, N, K, x, K, w, N, y, N, false, ep);
+    if (prepacked)
+      prepacked->multiply(M, x, K, y, N, false, ep);
+    else
+      gemm_nn(M, N, K, x, K, w, N, y, N, false, ep);
     return;
   }
   // Worker threads must see the caller's packed weights, hence the reference.

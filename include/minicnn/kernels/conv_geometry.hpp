@@ -16,7 +16,9 @@ namespace minicnn {
 
 enum class Padding { Valid, Same };
 
-inline std::string to_string(Padding p) { return p == Padding::Same ? "same" : "valid"; }
+inline std::string to_string(Padding p) {
+  return p == Padding::Same ? "same" : "valid";
+}
 inline Padding padding_from_string(const std::string& s) {
   if (s == "same") return Padding::Same;
   if (s == "valid") return Padding::Valid;
@@ -24,12 +26,12 @@ inline Padding padding_from_string(const std::string& s) {
 }
 
 struct ConvGeometry {
-  int64_t n = 0;                     // batch
-  int64_t in_h = 0, in_w = 0;        // input spatial size
-  int64_t in_c = 0;                  // input channels
-  int64_t out_h = 0, out_w = 0;      // output spatial size
-  int64_t out_c = 0;                 // output channels (== in_c for depthwise)
-  int64_t k_h = 0, k_w = 0;          // kernel size
+  int64_t n = 0;                 // batch
+  int64_t in_h = 0, in_w = 0;    // input spatial size
+  int64_t in_c = 0;              // input channels
+  int64_t out_h = 0, out_w = 0;  // output spatial size
+  int64_t out_c = 0;             // output channels (== in_c for depthwise)
+  int64_t k_h = 0, k_w = 0;      // kernel size
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
 };
@@ -53,8 +55,9 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, Padding pad,
 // by a 'valid' convolution is exactly TF 'same' padding of that input: inference
 // folding then drops the ZeroPadding2D (Keras MobileNetV2 pads before every stride-2
 // convolution, and the copy costs as much as the depthwise convolution after it).
-inline bool same_padding_equals(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                                int64_t top, int64_t bottom, int64_t left, int64_t right) {
+inline bool same_padding_equals(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                                int64_t sw, int64_t top, int64_t bottom, int64_t left,
+                                int64_t right) {
   int64_t pt, pb, pl, pr;
   conv_out_size(h, kh, sh, Padding::Same, &pt, &pb);
   conv_out_size(w, kw, sw, Padding::Same, &pl, &pr);
@@ -64,10 +67,11 @@ inline bool same_padding_equals(int64_t h, int64_t w, int64_t kh, int64_t kw, in
 // Whether ZeroPadding2D(top, bottom, left, right) on `in` (H, W, C) followed by a 'valid'
 // convolution built on `padded` is one 'same' convolution on `in` (absorb_zero_padding of
 // Conv2D and DepthwiseConv2D).
-inline bool zero_padding_folds(const Shape& in, const Shape& padded, int64_t kh, int64_t kw, int64_t sh,
-                               int64_t sw, int64_t top, int64_t bottom, int64_t left, int64_t right) {
-  return in.rank() == 3 && padded.rank() == 3 && in[2] == padded[2] && in[0] + top + bottom == padded[0] &&
-         in[1] + left + right == padded[1] &&
+inline bool zero_padding_folds(const Shape& in, const Shape& padded, int64_t kh, int64_t kw,
+                               int64_t sh, int64_t sw, int64_t top, int64_t bottom, int64_t left,
+                               int64_t right) {
+  return in.rank() == 3 && padded.rank() == 3 && in[2] == padded[2] &&
+         in[0] + top + bottom == padded[0] && in[1] + left + right == padded[1] &&
          same_padding_equals(in[0], in[1], kh, kw, sh, sw, top, bottom, left, right);
 }
 

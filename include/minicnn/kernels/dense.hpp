@@ -22,8 +22,10 @@ template <typename T>
 void dense_backward(int64_t n, int64_t in, int64_t out, const T* x, const T* w, const T* dz, T* dx,
                     T* dw, T* db) {
   if (dx) gemm_nt(n, in, out, dz, out, w, out, dx, in);
-  if (dw) gemm_tn(in, out, n, x, in, dz, out, dw, out, true, db);
-  else if (db) add_column_sums(n, out, dz, out, db);
+  if (dw)
+    gemm_tn(in, out, n, x, in, dz, out, dw, out, true, db);
+  else if (db)
+    add_column_sums(n, out, dz, out, db);
 }
 
 }  // namespace kernels

@@ -119,7 +119,8 @@ struct Scratch {
     if (n > cap) {
       p.reset(static_cast<T*>(detail::aligned_bytes(static_cast<std::size_t>(n) * sizeof(T))));
       cap = n;
-      if (zeroed) std::memset(static_cast<void*>(p.get()), 0, static_cast<std::size_t>(n) * sizeof(T));
+      if (zeroed)
+        std::memset(static_cast<void*>(p.get()), 0, static_cast<std::size_t>(n) * sizeof(T));
     }
     return p.get();
   }
@@ -135,7 +136,9 @@ inline T* partial_buffer(int64_t n) {
   return s.get(n);
 }
 // Per-thread partial sums are padded to whole cache lines to avoid false sharing.
-inline int64_t partial_stride(int64_t n) { return (n + 15) / 16 * 16; }
+inline int64_t partial_stride(int64_t n) {
+  return (n + 15) / 16 * 16;
+}
 
 // part[t][i] summed in thread order (into part[0]), then added to dw (first nw values) and
 // db (next C values). Flat loops so they vectorise.
@@ -161,48 +164,83 @@ inline void reduce_partials(T* part, int64_t stride, int nt, int64_t nw, int64_t
 using V = __m512;
 using Mask = __mmask16;
 constexpr int64_t kLanes = 16;
-inline Mask tail_mask(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
+inline Mask tail_mask(int64_t n) {
+  return static_cast<Mask>((1u << n) - 1u);
+}
 template <bool Tail>
 inline V ld(const float* p, Mask m) {
-  if constexpr (Tail) return _mm512_maskz_loadu_ps(m, p);
-  else return (void)m, _mm512_loadu_ps(p);
+  if constexpr (Tail)
+    return _mm512_maskz_loadu_ps(m, p);
+  else
+    return (void)m, _mm512_loadu_ps(p);
 }
 template <bool Tail>
 inline void st(float* p, V v, Mask m) {
-  if constexpr (Tail) _mm512_mask_storeu_ps(p, m, v);
-  else (void)m, _mm512_storeu_ps(p, v);
+  if constexpr (Tail)
+    _mm512_mask_storeu_ps(p, m, v);
+  else
+    (void)m, _mm512_storeu_ps(p, v);
 }
-inline V vzero() { return _mm512_setzero_ps(); }
-inline V vset(float a) { return _mm512_set1_ps(a); }
-inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+inline V vzero() {
+  return _mm512_setzero_ps();
+}
+inline V vset(float a) {
+  return _mm512_set1_ps(a);
+}
+inline V vfma(V a, V b, V c) {
+  return _mm512_fmadd_ps(a, b, c);
+}
+inline V vadd(V a, V b) {
+  return _mm512_add_ps(a, b);
+}
 // The maskz forms (all lanes) dodge GCC 12's false -Wmaybe-uninitialized in _mm512_max_ps.
-inline V vmax(V a, V b) { return _mm512_maskz_max_ps(static_cast<Mask>(0xFFFF), a, b); }
-inline V vmin(V a, V b) { return _mm512_maskz_min_ps(static_cast<Mask>(0xFFFF), a, b); }
+inline V vmax(V a, V b) {
+  return _mm512_maskz_max_ps(static_cast<Mask>(0xFFFF), a, b);
+}
+inline V vmin(V a, V b) {
+  return _mm512_maskz_min_ps(static_cast<Mask>(0xFFFF), a, b);
+}
 
 #elif MINICNN_DW_ISA == 1
 using V = __m256;
 constexpr int64_t kLanes = 8;
 using Mask = __m256i;  // lane i valid when its int is -1
 inline Mask tail_mask(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 template <bool Tail>
 inline V ld(const float* p, Mask m) {
-  if constexpr (Tail) return _mm256_maskload_ps(p, m);
-  else return (void)m, _mm256_loadu_ps(p);
+  if constexpr (Tail)
+    return _mm256_maskload_ps(p, m);
+  else
+    return (void)m, _mm256_loadu_ps(p);
 }
 template <bool Tail>
 inline void st(float* p, V v, Mask m) {
-  if constexpr (Tail) _mm256_maskstore_ps(p, m, v);
-  else (void)m, _mm256_storeu_ps(p, v);
+  if constexpr (Tail)
+    _mm256_maskstore_ps(p, m, v);
+  else
+    (void)m, _mm256_storeu_ps(p, v);
 }
-inline V vzero() { return _mm256_setzero_ps(); }
-inline V vset(float a) { return _mm256_set1_ps(a); }
-inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
-inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
-inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+inline V vzero() {
+  return _mm256_setzero_ps();
+}
+inline V vset(float a) {
+  return _mm256_set1_ps(a);
+}
+inline V vfma(V a, V b, V c) {
+  return _mm256_fmadd_ps(a, b, c);
+}
+inline V vadd(V a, V b) {
+  return _mm256_add_ps(a, b);
+}
+inline V vmax(V a, V b) {
+  return _mm256_max_ps(a, b);
+}
+inline V vmin(V a, V b) {
+  return _mm256_min_ps(a, b);
+}
 
 #else
 // Portable: GCC/Clang vector extensions, 8 lanes in parts the target handles natively
@@ -219,7 +257,9 @@ struct V {
   Part p[kParts];
 };
 using Mask = int;  // number of valid lanes in a tail vector
-inline Mask tail_mask(int64_t n) { return static_cast<Mask>(n); }
+inline Mask tail_mask(int64_t n) {
+  return static_cast<Mask>(n);
+}
 template <bool Tail>
 inline V ld(const float* p, Mask m) {
   V v = {};
@@ -236,7 +276,9 @@ inline V vmap(V a, V b, F f) {
   for (int i = 0; i < kParts; ++i) r.p[i] = f(a.p[i], b.p[i]);
   return r;
 }
-inline V vzero() { return V{}; }
+inline V vzero() {
+  return V{};
+}
 inline V vset(float a) {
   V r;
   for (int i = 0; i < kParts; ++i) r.p[i] = Part{} + a;
@@ -247,9 +289,15 @@ inline V vfma(V a, V b, V c) {
   for (int i = 0; i < kParts; ++i) r.p[i] = a.p[i] * b.p[i] + c.p[i];
   return r;
 }
-inline V vadd(V a, V b) { return vmap(a, b, [](Part x, Part y) { return x + y; }); }
-inline V vmax(V a, V b) { return vmap(a, b, [](Part x, Part y) { return x > y ? x : y; }); }
-inline V vmin(V a, V b) { return vmap(a, b, [](Part x, Part y) { return x < y ? x : y; }); }
+inline V vadd(V a, V b) {
+  return vmap(a, b, [](Part x, Part y) { return x + y; });
+}
+inline V vmax(V a, V b) {
+  return vmap(a, b, [](Part x, Part y) { return x > y ? x : y; });
+}
+inline V vmin(V a, V b) {
+  return vmap(a, b, [](Part x, Part y) { return x < y ? x : y; });
+}
 #endif
 
 // Out-of-image taps read this instead (selected by pointer, so edge columns stay branch-free).
@@ -258,16 +306,25 @@ alignas(64) inline constexpr float kZeros[16] = {};
 // Activation as a template constant so the epilogue is branch-free.
 template <int A>
 inline V act(V v) {
-  if constexpr (A == 1) return vmax(v, vzero());
-  else if constexpr (A == 2) return vmin(vmax(v, vzero()), vset(6.f));
-  else return v;
+  if constexpr (A == 1)
+    return vmax(v, vzero());
+  else if constexpr (A == 2)
+    return vmin(vmax(v, vzero()), vset(6.f));
+  else
+    return v;
 }
 template <class F>
 inline void with_act(Activation a, F&& f) {
   switch (a) {
-    case Activation::ReLU: f(std::integral_constant<int, 1>{}); break;
-    case Activation::ReLU6: f(std::integral_constant<int, 2>{}); break;
-    default: f(std::integral_constant<int, 0>{}); break;
+    case Activation::ReLU:
+      f(std::integral_constant<int, 1>{});
+      break;
+    case Activation::ReLU6:
+      f(std::integral_constant<int, 2>{});
+      break;
+    default:
+      f(std::integral_constant<int, 0>{});
+      break;
   }
 }
 
@@ -322,8 +379,8 @@ inline void fwd_tile(const float* const* rows, int64_t C, const V* wk, V b, floa
 // Output columns [a, e) of one row and one channel block: rows / yp carry the channel offset,
 // wk the NR x 3 taps in registers. Columns whose taps leave the image take the checked path.
 template <int S, int A, bool Tail, int NR>
-inline void fwd_span(const float* const* rows, const V* wk, V b, float* yp, const Cols& g, int64_t a, int64_t e,
-                     Mask m) {
+inline void fwd_span(const float* const* rows, const V* wk, V b, float* yp, const Cols& g,
+                     int64_t a, int64_t e, Mask m) {
   const int64_t C = g.C;
   const int64_t lo = std::min(std::max(g.lo, a), e), hi = std::min(std::max(g.hi, lo), e);
   auto checked = [&](int64_t ow) {
@@ -364,8 +421,8 @@ template <int S>
 constexpr int64_t kFwdChunk = S == 1 ? 8 : 4;
 
 template <int S, int A, int NR>
-inline void fwd_row_rows(const float* const* rows_in, int k0, const float* w, const float* bias, float* y,
-                         const Cols& g) {
+inline void fwd_row_rows(const float* const* rows_in, int k0, const float* w, const float* bias,
+                         float* y, const Cols& g) {
   // Chunks end at lo + k*chunk so the interior splits into whole tiles.
   for (int64_t a = 0, e; a < g.out_w; a = e) {
     e = std::min((a == 0 ? g.lo : a) + kFwdChunk<S>, g.out_w);
@@ -384,14 +441,18 @@ inline void fwd_row_rows(const float* const* rows_in, int k0, const float* w, co
 // rows_in[kh] is an input row, or `zero` where padding hides it (only at the top or the
 // bottom, so the valid rows are consecutive); hidden rows are skipped rather than multiplied.
 template <int S, int A>
-inline void fwd_row(const float* const* rows_in, const float* zero, const float* w, const float* bias, float* y,
-                    const Cols& g) {
+inline void fwd_row(const float* const* rows_in, const float* zero, const float* w,
+                    const float* bias, float* y, const Cols& g) {
   int k0 = 0, k1 = 3;
   while (k0 < 3 && rows_in[k0] == zero) ++k0;
   while (k1 > k0 && rows_in[k1 - 1] == zero) --k1;
-  if (k1 - k0 == 3) fwd_row_rows<S, A, 3>(rows_in, 0, w, bias, y, g);
-  else if (k1 - k0 == 2) fwd_row_rows<S, A, 2>(rows_in, k0, w, bias, y, g);
-  else fwd_row_rows<S, A, 2>(rows_in, std::min(k0, 1), w, bias, y, g);  // one row: pair it with a zero row
+  if (k1 - k0 == 3)
+    fwd_row_rows<S, A, 3>(rows_in, 0, w, bias, y, g);
+  else if (k1 - k0 == 2)
+    fwd_row_rows<S, A, 2>(rows_in, k0, w, bias, y, g);
+  else
+    fwd_row_rows<S, A, 2>(rows_in, std::min(k0, 1), w, bias, y,
+                          g);  // one row: pair it with a zero row
 }
 
 template <int S>
@@ -520,8 +581,9 @@ inline void dw_block(const float* xrow, const float* const* dz_in, const int* kh
 // separate sweeps: 4 loads per 18 FMAs instead of ~15. Without W (frozen layer) only dx,
 // with the same summation order, so dx does not depend on whether the layer trains.
 template <bool Tail, bool W>
-inline void s1_fused_block(const float* xrow, const float* const* dyr, const float* w, unsigned dbmask,
-                           float* dxrow, float* pw, const Cols& g, int64_t c0, Mask m) {
+inline void s1_fused_block(const float* xrow, const float* const* dyr, const float* w,
+                           unsigned dbmask, float* dxrow, float* pw, const Cols& g, int64_t c0,
+                           Mask m) {
   const int64_t C = g.C;
   const float* dz[3] = {dyr[0] + c0, dyr[1] + c0, dyr[2] + c0};
   const float* xp = xrow + c0;
@@ -535,7 +597,9 @@ inline void s1_fused_block(const float* xrow, const float* const* dyr, const flo
       acc[kh][kw] = vzero();
     }
   // Before pixel 0 the window holds columns pl - 1 (slot 0) and pl - 2 (slot 1).
-  auto column = [&](int kh, int64_t ow) { return ow >= 0 && ow < g.out_w ? ld<Tail>(dz[kh] + ow * C, m) : vzero(); };
+  auto column = [&](int kh, int64_t ow) {
+    return ow >= 0 && ow < g.out_w ? ld<Tail>(dz[kh] + ow * C, m) : vzero();
+  };
 #pragma GCC unroll 3
   for (int kh = 0; kh < 3; ++kh) {
     win[kh][0] = column(kh, g.pl - 1);
@@ -589,7 +653,8 @@ inline void s1_fused_block(const float* xrow, const float* const* dyr, const flo
 }
 
 // Stride-2 dx for one input row and one channel block, from NK (dy row, kh) pairs.
-// Along the row, dx[2j - pl] takes taps kw=0 (ow=j) and kw=2 (ow=j-1); dx[2j - pl + 1] takes kw=1 (ow=j).
+// Along the row, dx[2j - pl] takes taps kw=0 (ow=j) and kw=2 (ow=j-1); dx[2j - pl + 1] takes kw=1
+// (ow=j).
 template <int NK, bool Tail>
 inline void dxs2_block(const float* const* dz_in, const int* khs, const float* w, float* dxrow,
                        const Cols& g, int64_t c0, Mask m, int64_t iw_a, int64_t iw_e) {
@@ -608,7 +673,8 @@ inline void dxs2_block(const float* const* dz_in, const int* khs, const float* w
       const int64_t t = iw + g.pl - kw;
       const bool in = t >= 0 && !(t & 1) && (t >> 1) < g.out_w;
 #pragma GCC unroll 2
-      for (int k = 0; k < NK; ++k) acc = vfma(ld<Tail>(in ? dz[k] + (t >> 1) * C : kZeros, m), wk[k][kw], acc);
+      for (int k = 0; k < NK; ++k)
+        acc = vfma(ld<Tail>(in ? dz[k] + (t >> 1) * C : kZeros, m), wk[k][kw], acc);
     }
     st<Tail>(dxp + iw * C, acc, m);
   };
@@ -653,12 +719,14 @@ inline void dxs2_block(const float* const* dz_in, const int* khs, const float* w
 constexpr int64_t kBwdChunkS2 = 8;
 
 template <int S>
-inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, const float* w, float* dx,
-                    float* dw, float* db) {
+inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, const float* w,
+                    float* dx, float* dw, float* db) {
   const int64_t C = g.in_c, rows = g.n * g.in_h;
   if (rows == 0 || C == 0 || (!dx && !dw && !db)) return;
   if (g.n * g.out_h * g.out_w == 0) {  // no outputs: dx is all zero, no weight gradient
-    if (dx) std::memset(static_cast<void*>(dx), 0, sizeof(float) * static_cast<std::size_t>(rows * g.in_w * C));
+    if (dx)
+      std::memset(static_cast<void*>(dx), 0,
+                  sizeof(float) * static_cast<std::size_t>(rows * g.in_w * C));
     return;
   }
   const bool wgrad = dw || db;
@@ -672,17 +740,21 @@ inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, cons
 
   const int used = run_threads(nt_plan, [&](int t, int nt) {
     float* pw = wgrad ? part + t * pstride : nullptr;
-    if (pw) std::memset(static_cast<void*>(pw), 0, sizeof(float) * static_cast<std::size_t>(10 * C));
+    if (pw)
+      std::memset(static_cast<void*>(pw), 0, sizeof(float) * static_cast<std::size_t>(10 * C));
     int64_t r0, r1;
     band(rows, t, nt, r0, r1);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.in_h, ih = r % g.in_h;
-      auto dyrow = [&](int64_t oh) { return (oh < 0 || oh >= g.out_h) ? zero : dy + (n * g.out_h + oh) * out_row; };
+      auto dyrow = [&](int64_t oh) {
+        return (oh < 0 || oh >= g.out_h) ? zero : dy + (n * g.out_h + oh) * out_row;
+      };
       const float* xr = x ? x + r * in_row : nullptr;
       float* dxr = dx ? dx + r * in_row : nullptr;
       if constexpr (S == 1) {
         // pairs kh = 0, 1, 2 use dy rows ih + pt - kh.
-        const float* pr[3] = {dyrow(ih + g.pad_top), dyrow(ih + g.pad_top - 1), dyrow(ih + g.pad_top - 2)};
+        const float* pr[3] = {dyrow(ih + g.pad_top), dyrow(ih + g.pad_top - 1),
+                              dyrow(ih + g.pad_top - 2)};
         static constexpr int khs[3] = {0, 1, 2};
         if (dxr) {
           unsigned dbm = 0;
@@ -690,8 +762,10 @@ inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, cons
             for (int k = 0; k < 3; ++k)
               if (pr[k] != zero && (k == 0 || ih == 0)) dbm |= 1u << k;
           for_channel_blocks(C, [&](int64_t c0, auto tail, Mask m) {
-            if (pw) s1_fused_block<decltype(tail)::value, true>(xr, pr, w, dbm, dxr, pw, dwc, c0, m);
-            else s1_fused_block<decltype(tail)::value, false>(xr, pr, w, 0, dxr, nullptr, dwc, c0, m);
+            if (pw)
+              s1_fused_block<decltype(tail)::value, true>(xr, pr, w, dbm, dxr, pw, dwc, c0, m);
+            else
+              s1_fused_block<decltype(tail)::value, false>(xr, pr, w, 0, dxr, nullptr, dwc, c0, m);
           });
           continue;
         }
@@ -707,12 +781,16 @@ inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, cons
           auto go = [&](auto NK_) {
             constexpr int NK = decltype(NK_)::value;
             for_channel_blocks(C, [&](int64_t c0, auto tail, Mask m) {
-              dw_block<1, NK, decltype(tail)::value>(xr, pr + k0, khs + k0, dbm, pw, dwc, c0, m, 0, g.out_w);
+              dw_block<1, NK, decltype(tail)::value>(xr, pr + k0, khs + k0, dbm, pw, dwc, c0, m, 0,
+                                                     g.out_w);
             });
           };
-          if (k1 - k0 == 3) go(std::integral_constant<int, 3>{});
-          else if (k1 - k0 == 2) go(std::integral_constant<int, 2>{});
-          else if (k1 - k0 == 1) go(std::integral_constant<int, 1>{});
+          if (k1 - k0 == 3)
+            go(std::integral_constant<int, 3>{});
+          else if (k1 - k0 == 2)
+            go(std::integral_constant<int, 2>{});
+          else if (k1 - k0 == 1)
+            go(std::integral_constant<int, 1>{});
         }
       } else {
         const int64_t tt = ih + g.pad_top;
@@ -741,9 +819,12 @@ inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, cons
           static constexpr int khs[2] = {0, 2};
           const float* pr[2] = {dyrow(tt / 2), dyrow(tt / 2 - 1)};
           // Skip a pair whose dy row is padding (first / last rows); dx is still written.
-          if (pr[0] != zero && pr[1] != zero) go(std::integral_constant<int, 2>{}, pr, khs);
-          else if (pr[0] == zero && pr[1] != zero) go(std::integral_constant<int, 1>{}, pr + 1, khs + 1);
-          else go(std::integral_constant<int, 1>{}, pr, khs);
+          if (pr[0] != zero && pr[1] != zero)
+            go(std::integral_constant<int, 2>{}, pr, khs);
+          else if (pr[0] == zero && pr[1] != zero)
+            go(std::integral_constant<int, 1>{}, pr + 1, khs + 1);
+          else
+            go(std::integral_constant<int, 1>{}, pr, khs);
         } else {
           static constexpr int khs[1] = {1};
           const float* pr[1] = {dyrow((tt - 1) / 2)};
@@ -761,17 +842,18 @@ inline void bwd_3x3(const ConvGeometry& g, const float* x, const float* dy, cons
 
 // Whether the float fast path handles this geometry (3x3, equal strides 1 or 2, padding < 3).
 inline bool dwconv2d_nhwc_has_fast_path(const ConvGeometry& g) {
-  return g.k_h == 3 && g.k_w == 3 && g.stride_h == g.stride_w && (g.stride_h == 1 || g.stride_h == 2) &&
-         g.pad_top >= 0 && g.pad_left >= 0 && g.pad_top <= 2 && g.pad_left <= 2;
+  return g.k_h == 3 && g.k_w == 3 && g.stride_h == g.stride_w &&
+         (g.stride_h == 1 || g.stride_h == 2) && g.pad_top >= 0 && g.pad_left >= 0 &&
+         g.pad_top <= 2 && g.pad_left <= 2;
 }
 
 // Forward, 3x3 stride 1 / stride 2, float, fused bias + activation.
-inline void dwconv2d_nhwc_3x3_s1(const ConvGeometry& g, const float* x, const float* w, const float* bias,
-                                 Activation act, float* y) {
+inline void dwconv2d_nhwc_3x3_s1(const ConvGeometry& g, const float* x, const float* w,
+                                 const float* bias, Activation act, float* y) {
   dw_detail::fwd_3x3<1>(g, x, w, bias, act, y);
 }
-inline void dwconv2d_nhwc_3x3_s2(const ConvGeometry& g, const float* x, const float* w, const float* bias,
-                                 Activation act, float* y) {
+inline void dwconv2d_nhwc_3x3_s2(const ConvGeometry& g, const float* x, const float* w,
+                                 const float* bias, Activation act, float* y) {
   dw_detail::fwd_3x3<2>(g, x, w, bias, act, y);
 }
 // Backward in one pass: dx (written, skipped when null), dw and db (added, skipped when null).
@@ -783,26 +865,28 @@ inline void dwconv2d_nhwc_3x3_s2_backward(const ConvGeometry& g, const float* x,
                                           const float* w, float* dx, float* dw, float* db) {
   dw_detail::bwd_3x3<2>(g, x, dy, w, dx, dw, db);
 }
-inline void dwconv2d_nhwc_3x3_s1_backward_input(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+inline void dwconv2d_nhwc_3x3_s1_backward_input(const ConvGeometry& g, const float* dy,
+                                                const float* w, float* dx) {
   dw_detail::bwd_3x3<1>(g, nullptr, dy, w, dx, nullptr, nullptr);
 }
-inline void dwconv2d_nhwc_3x3_s2_backward_input(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+inline void dwconv2d_nhwc_3x3_s2_backward_input(const ConvGeometry& g, const float* dy,
+                                                const float* w, float* dx) {
   dw_detail::bwd_3x3<2>(g, nullptr, dy, w, dx, nullptr, nullptr);
 }
-inline void dwconv2d_nhwc_3x3_s1_backward_weight(const ConvGeometry& g, const float* x, const float* dy,
-                                                 float* dw, float* db) {
+inline void dwconv2d_nhwc_3x3_s1_backward_weight(const ConvGeometry& g, const float* x,
+                                                 const float* dy, float* dw, float* db) {
   dw_detail::bwd_3x3<1>(g, x, dy, nullptr, nullptr, dw, db);
 }
-inline void dwconv2d_nhwc_3x3_s2_backward_weight(const ConvGeometry& g, const float* x, const float* dy,
-                                                 float* dw, float* db) {
+inline void dwconv2d_nhwc_3x3_s2_backward_weight(const ConvGeometry& g, const float* x,
+                                                 const float* dy, float* dw, float* db) {
   dw_detail::bwd_3x3<2>(g, x, dy, nullptr, nullptr, dw, db);
 }
 
 // Generic forward: any T, kernel size, stride and padding. Inner loops run over contiguous
 // channels so the compiler vectorises them.
 template <typename T>
-void dwconv2d_nhwc_generic(const ConvGeometry& g, const T* x, const T* w, dw_detail::Ptr<const T> bias,
-                           Activation act, T* y) {
+void dwconv2d_nhwc_generic(const ConvGeometry& g, const T* x, const T* w,
+                           dw_detail::Ptr<const T> bias, Activation act, T* y) {
   const int64_t C = g.in_c, rows = g.n * g.out_h;
   if (rows == 0 || g.out_w == 0 || C == 0) return;
   dw_detail::run_threads(dw_detail::plan_threads(rows), [&](int t, int nt) {
@@ -833,8 +917,9 @@ void dwconv2d_nhwc_generic(const ConvGeometry& g, const T* x, const T* w, dw_det
 // Generic backward: dx written (gather over the windows covering each input pixel),
 // dw / db added via per-thread partial sums over output rows.
 template <typename T>
-void dwconv2d_nhwc_generic_backward(const ConvGeometry& g, dw_detail::Ptr<const T> x, const T* dy, const T* w,
-                                    dw_detail::Ptr<T> dx, dw_detail::Ptr<T> dw, dw_detail::Ptr<T> db) {
+void dwconv2d_nhwc_generic_backward(const ConvGeometry& g, dw_detail::Ptr<const T> x, const T* dy,
+                                    const T* w, dw_detail::Ptr<T> dx, dw_detail::Ptr<T> dw,
+                                    dw_detail::Ptr<T> db) {
   const int64_t C = g.in_c;
   if (C == 0 || g.n == 0) return;
   if (dx) {
@@ -903,24 +988,29 @@ void dwconv2d_nhwc_generic_backward(const ConvGeometry& g, dw_detail::Ptr<const 
 
 // Dispatch: the float 3x3 stride-1/2 fast paths where they apply, else the generic kernels.
 template <typename T>
-void dwconv2d_nhwc_forward(const ConvGeometry& g, const T* x, const T* w, dw_detail::Ptr<const T> bias,
-                           Activation act, T* y) {
+void dwconv2d_nhwc_forward(const ConvGeometry& g, const T* x, const T* w,
+                           dw_detail::Ptr<const T> bias, Activation act, T* y) {
   if constexpr (std::is_same_v<T, float>) {
     if (dwconv2d_nhwc_has_fast_path(g)) {
-      if (g.stride_h == 1) dwconv2d_nhwc_3x3_s1(g, x, w, bias, act, y);
-      else dwconv2d_nhwc_3x3_s2(g, x, w, bias, act, y);
+      if (g.stride_h == 1)
+        dwconv2d_nhwc_3x3_s1(g, x, w, bias, act, y);
+      else
+        dwconv2d_nhwc_3x3_s2(g, x, w, bias, act, y);
       return;
     }
   }
   dwconv2d_nhwc_generic<T>(g, x, w, bias, act, y);
 }
 template <typename T>
-void dwconv2d_nhwc_backward(const ConvGeometry& g, dw_detail::Ptr<const T> x, const T* dy, const T* w,
-                            dw_detail::Ptr<T> dx, dw_detail::Ptr<T> dw, dw_detail::Ptr<T> db) {
+void dwconv2d_nhwc_backward(const ConvGeometry& g, dw_detail::Ptr<const T> x, const T* dy,
+                            const T* w, dw_detail::Ptr<T> dx, dw_detail::Ptr<T> dw,
+                            dw_detail::Ptr<T> db) {
   if constexpr (std::is_same_v<T, float>) {
     if (dwconv2d_nhwc_has_fast_path(g)) {
-      if (g.stride_h == 1) dwconv2d_nhwc_3x3_s1_backward(g, x, dy, w, dx, dw, db);
-      else dwconv2d_nhwc_3x3_s2_backward(g, x, dy, w, dx, dw, db);
+      if (g.stride_h == 1)
+        dwconv2d_nhwc_3x3_s1_backward(g, x, dy, w, dx, dw, db);
+      else
+        dwconv2d_nhwc_3x3_s2_backward(g, x, dy, w, dx, dw, db);
       return;
     }
   }

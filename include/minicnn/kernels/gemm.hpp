@@ -127,7 +127,8 @@ void apply_epilogue_rows(T* C, int64_t ldc, int64_t rows, int64_t N, const Epilo
 // outer loop and the (few) rows of C stay in L1.
 template <typename T>
 void small_rows(int64_t r0, int64_t r1, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-                int64_t ldb, bool trans_b, T* C, int64_t ldc, bool accumulate, const Epilogue<T>& ep) {
+                int64_t ldb, bool trans_b, T* C, int64_t ldc, bool accumulate,
+                const Epilogue<T>& ep) {
   if (!accumulate)
     for (int64_t m = r0; m < r1; ++m) std::fill(C + m * ldc, C + m * ldc + N, T(0));
   if (trans_b) {
@@ -186,7 +187,8 @@ inline int64_t eigen_row_block(int64_t N, int64_t K) {
 // C rows [r0, r1) of op(A)*op(B) on the calling thread.
 template <typename T>
 void eigen_rows(int64_t r0, int64_t r1, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-                int64_t ldb, bool trans_b, T* C, int64_t ldc, bool accumulate, const Epilogue<T>& ep) {
+                int64_t ldb, bool trans_b, T* C, int64_t ldc, bool accumulate,
+                const Epilogue<T>& ep) {
   int64_t blk = eigen_row_block(N, K);
   for (int64_t m = r0; m < r1; m += blk) {
     int64_t rows = std::min(blk, r1 - m);
@@ -196,8 +198,10 @@ void eigen_rows(int64_t r0, int64_t r1, int64_t N, int64_t K, const T* A, int64_
     if (!accumulate) c.setZero();
     if (K > 0) {
       CMap<T> a(A + m * lda, rows, K, Eigen::OuterStride<>(lda));
-      if (trans_b) c.noalias() += a * CMap<T>(B, N, K, Eigen::OuterStride<>(ldb)).transpose();
-      else c.noalias() += a * CMap<T>(B, K, N, Eigen::OuterStride<>(ldb));
+      if (trans_b)
+        c.noalias() += a * CMap<T>(B, N, K, Eigen::OuterStride<>(ldb)).transpose();
+      else
+        c.noalias() += a * CMap<T>(B, K, N, Eigen::OuterStride<>(ldb));
     }
     if (ep.active()) apply_epilogue_rows(C + m * ldc, ldc, rows, N, ep);
   }
@@ -295,14 +299,31 @@ inline int64_t panel_count(int64_t nvec) {
 // zmm registers) and the broadcasts of A amortised over NV FMAs each.
 template <int NV>
 struct Tile;
-template <> struct Tile<1> { static constexpr int MR = 16; };
-template <> struct Tile<2> { static constexpr int MR = 12; };
-template <> struct Tile<3> { static constexpr int MR = 8; };
-template <> struct Tile<4> { static constexpr int MR = 6; };
-template <> struct Tile<6> { static constexpr int MR = 4; };
+template <>
+struct Tile<1> {
+  static constexpr int MR = 16;
+};
+template <>
+struct Tile<2> {
+  static constexpr int MR = 12;
+};
+template <>
+struct Tile<3> {
+  static constexpr int MR = 8;
+};
+template <>
+struct Tile<4> {
+  static constexpr int MR = 6;
+};
+template <>
+struct Tile<6> {
+  static constexpr int MR = 4;
+};
 constexpr int64_t kMaxMR = 16;
 
-inline int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
+inline int64_t pad16(int64_t n) {
+  return (n + 15) / 16 * 16;
+}
 inline __mmask16 tail_mask(int64_t cols_left) {
   return cols_left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols_left) - 1u);
 }
@@ -380,7 +401,8 @@ inline void pack_b_rows(int64_t k_lo, int64_t k_hi, int64_t N, int64_t K, int64_
               r[i] = n < N ? _mm512_maskz_loadu_ps(km, B + n * sn + k) : _mm512_setzero_ps();
             }
             transpose16(r);
-            for (int64_t i = 0; i < kn; ++i) _mm512_storeu_ps(panel + (k - k0 + i) * w + 16 * v, r[i]);
+            for (int64_t i = 0; i < kn; ++i)
+              _mm512_storeu_ps(panel + (k - k0 + i) * w + 16 * v, r[i]);
           }
         }
       });
@@ -409,14 +431,14 @@ inline void pack_b_rows(int64_t k_lo, int64_t k_hi, int64_t N, int64_t K, int64_
 // (one segment for a plain matrix; one per kernel row for a direct convolution).
 struct NNArgs {
   int64_t kc = 0, nseg = 1, seg_stride = 0, lda = 0, ldc = 0;
-  const float* bp = nullptr;  // packed panel: nseg*kc rows of NV*16 floats
-  int64_t bstride = 0;        // floats between rows of B at bp (0: NV*16, a packed panel)
-  __mmask16 mlast = 0xFFFF;   // valid columns of the panel's last vector
-  __mmask16 bmask = 0xFFFF;   // columns of B's last vector to load (B read in place)
-  bool prefetch_b = false;    // prefetch B rows ahead (small-M products, bound by reading B)
+  const float* bp = nullptr;        // packed panel: nseg*kc rows of NV*16 floats
+  int64_t bstride = 0;              // floats between rows of B at bp (0: NV*16, a packed panel)
+  __mmask16 mlast = 0xFFFF;         // valid columns of the panel's last vector
+  __mmask16 bmask = 0xFFFF;         // columns of B's last vector to load (B read in place)
+  bool prefetch_b = false;          // prefetch B rows ahead (small-M products, bound by reading B)
   int64_t rows = int64_t(1) << 40;  // rows r >= rows of the tile are neither read nor written in C
-  bool load_c = false;        // accumulate into C (else overwrite)
-  bool epi = false;           // apply bias / activation before storing
+  bool load_c = false;              // accumulate into C (else overwrite)
+  bool epi = false;                 // apply bias / activation before storing
   const float* bias = nullptr;
   Activation act = Activation::Linear;
 };
@@ -459,7 +481,8 @@ MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs
         __m512 b[NV];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v)
-          b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(p.bmask, bp + 16 * v) : _mm512_loadu_ps(bp + 16 * v);
+          b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(p.bmask, bp + 16 * v)
+                             : _mm512_loadu_ps(bp + 16 * v);
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) {
           __m512 av = _mm512_set1_ps(as[r * lda + k]);
@@ -498,8 +521,10 @@ MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs
     if (r < skip || r >= p.rows) continue;
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      if (v == NV - 1) _mm512_mask_storeu_ps(c + r * ldc + 16 * v, mlast, acc[r][v]);
-      else _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+      if (v == NV - 1)
+        _mm512_mask_storeu_ps(c + r * ldc + 16 * v, mlast, acc[r][v]);
+      else
+        _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
     }
   }
 }
@@ -523,11 +548,21 @@ void nn_panel(int64_t m0, int64_t m1, const float* A, float* C, const NNArgs& p)
 template <typename F>
 MINICNN_GEMM_INLINE void dispatch_panel(int nv, F&& f) {
   switch (nv) {
-    case 1: f(std::integral_constant<int, 1>()); break;
-    case 2: f(std::integral_constant<int, 2>()); break;
-    case 3: f(std::integral_constant<int, 3>()); break;
-    case 4: f(std::integral_constant<int, 4>()); break;
-    default: f(std::integral_constant<int, 6>()); break;
+    case 1:
+      f(std::integral_constant<int, 1>());
+      break;
+    case 2:
+      f(std::integral_constant<int, 2>());
+      break;
+    case 3:
+      f(std::integral_constant<int, 3>());
+      break;
+    case 4:
+      f(std::integral_constant<int, 4>());
+      break;
+    default:
+      f(std::integral_constant<int, 6>());
+      break;
   }
 }
 
@@ -538,8 +573,8 @@ inline void nn_rows_avx512(int64_t r0, int64_t r1, int64_t N, int64_t K, const f
                            const Epilogue<float>& ep, int part = 0, int parts = 1) {
   const int64_t nvec = (N + 15) / 16, npad = nvec * 16, kc_blk = nn_kc(K);
   // Row blocks: the A block (rows x kc) stays in L2 while every panel of B passes over it.
-  int64_t mc = std::max<int64_t>(kRowAlign, (256 * 1024 / (4 * std::max<int64_t>(kc_blk, 16))) /
-                                                kRowAlign * kRowAlign);
+  int64_t mc = std::max<int64_t>(
+      kRowAlign, (256 * 1024 / (4 * std::max<int64_t>(kc_blk, 16))) / kRowAlign * kRowAlign);
   for (int64_t m0 = r0; m0 < r1; m0 += mc) {
     int64_t m1 = std::min(r1, m0 + mc);
     for (int64_t k0 = 0; k0 < K; k0 += kc_blk) {
@@ -556,7 +591,8 @@ inline void nn_rows_avx512(int64_t r0, int64_t r1, int64_t N, int64_t K, const f
         p.bp = pb + k0 * npad + v0 * 16 * p.kc;
         p.mlast = tail_mask(N - (v0 + nv - 1) * 16);
         p.bias = ep.bias ? ep.bias + v0 * 16 : nullptr;
-        dispatch_panel(nv, [&](auto nvc) { nn_panel<decltype(nvc)::value>(m0, m1, A + k0, C + v0 * 16, p); });
+        dispatch_panel(
+            nv, [&](auto nvc) { nn_panel<decltype(nvc)::value>(m0, m1, A + k0, C + v0 * 16, p); });
       });
     }
   }
@@ -567,17 +603,33 @@ inline void nn_rows_avx512(int64_t r0, int64_t r1, int64_t N, int64_t K, const f
 // and every element of B is loaded once: A is copied into a zero-padded block of MP
 // rows (4, 8, 12 or 16) and C gets only its M rows; the columns go in chunks of 2
 // vectors (1 for 16 rows) so the MP x chunk accumulators stay in registers.
-inline int small_rows_pad(int64_t M) { return M <= 4 ? 4 : M <= 8 ? 8 : M <= 12 ? 12 : 16; }
+inline int small_rows_pad(int64_t M) {
+  return M <= 4 ? 4 : M <= 8 ? 8 : M <= 12 ? 12 : 16;
+}
 
 MINICNN_GEMM_INLINE void small_chunk(int mp, int w, const float* a, float* c, const NNArgs& p) {
   switch (mp * 4 + w) {
-    case 4 * 4 + 1: ukr_nn<4, 1>(a, c, 0, p); break;
-    case 4 * 4 + 2: ukr_nn<4, 2>(a, c, 0, p); break;
-    case 8 * 4 + 1: ukr_nn<8, 1>(a, c, 0, p); break;
-    case 8 * 4 + 2: ukr_nn<8, 2>(a, c, 0, p); break;
-    case 12 * 4 + 1: ukr_nn<12, 1>(a, c, 0, p); break;
-    case 12 * 4 + 2: ukr_nn<12, 2>(a, c, 0, p); break;
-    default: ukr_nn<16, 1>(a, c, 0, p); break;
+    case 4 * 4 + 1:
+      ukr_nn<4, 1>(a, c, 0, p);
+      break;
+    case 4 * 4 + 2:
+      ukr_nn<4, 2>(a, c, 0, p);
+      break;
+    case 8 * 4 + 1:
+      ukr_nn<8, 1>(a, c, 0, p);
+      break;
+    case 8 * 4 + 2:
+      ukr_nn<8, 2>(a, c, 0, p);
+      break;
+    case 12 * 4 + 1:
+      ukr_nn<12, 1>(a, c, 0, p);
+      break;
+    case 12 * 4 + 2:
+      ukr_nn<12, 2>(a, c, 0, p);
+      break;
+    default:
+      ukr_nn<16, 1>(a, c, 0, p);
+      break;
   }
 }
 
@@ -593,8 +645,10 @@ inline void nn_small_avx512(int64_t M, int64_t N, int64_t K, const float* A, int
   const int64_t nvec = (N + 15) / 16, npad = nvec * 16, kc_blk = packed ? nn_kc(K) : K;
   float* apad = scratch<float, 7>(static_cast<std::size_t>(mp * K));
   for (int64_t r = 0; r < mp; ++r) {
-    if (r < M) std::memcpy(apad + r * K, A + r * lda, sizeof(float) * K);
-    else std::fill(apad + r * K, apad + (r + 1) * K, 0.f);
+    if (r < M)
+      std::memcpy(apad + r * K, A + r * lda, sizeof(float) * K);
+    else
+      std::fill(apad + r * K, apad + (r + 1) * K, 0.f);
   }
   for (int64_t k0 = 0; k0 < K; k0 += kc_blk) {
     NNArgs p;
@@ -642,8 +696,8 @@ inline void nn_small_avx512(int64_t M, int64_t N, int64_t K, const float* A, int
 
 // C[MR x NV*16] (rows r >= skip) += A[k, i..i+MR]^T B[k, panel] summed over kc rows k.
 template <int MR, int NV>
-MINICNN_GEMM_INLINE void ukr_tn(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                           float* c, int64_t ldc, int skip, __mmask16 mlast) {
+MINICNN_GEMM_INLINE void ukr_tn(int64_t kc, const float* a, int64_t lda, const float* b,
+                                int64_t ldb, float* c, int64_t ldc, int skip, __mmask16 mlast) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -716,8 +770,10 @@ inline void tn_avx512(int64_t k0, int64_t k1, int64_t i0, int64_t i1, int64_t N,
           int64_t n = (v0 + v) * 16;
           __mmask16 m = tail_mask(N - n);
           __m512 s = _mm512_setzero_ps();
-          for (int64_t r = 0; r < kc; ++r) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, b + r * ldb + n));
-          _mm512_mask_storeu_ps(colsum + n, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, colsum + n), s));
+          for (int64_t r = 0; r < kc; ++r)
+            s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, b + r * ldb + n));
+          _mm512_mask_storeu_ps(colsum + n, m,
+                                _mm512_add_ps(_mm512_maskz_loadu_ps(m, colsum + n), s));
         }
       }
     });
@@ -728,8 +784,11 @@ inline void tn_avx512(int64_t k0, int64_t k1, int64_t i0, int64_t i1, int64_t N,
 inline double tn_cost(int64_t rows, int64_t cols) {
   double c = 0;
   for_each_panel((cols + 15) / 16, [&](int64_t, int nv) {
-    int64_t mr = nv == 1 ? Tile<1>::MR : nv == 2 ? Tile<2>::MR : nv == 3 ? Tile<3>::MR
-               : nv == 4 ? Tile<4>::MR : Tile<6>::MR;
+    int64_t mr = nv == 1   ? Tile<1>::MR
+                 : nv == 2 ? Tile<2>::MR
+                 : nv == 3 ? Tile<3>::MR
+                 : nv == 4 ? Tile<4>::MR
+                           : Tile<6>::MR;
     c += double((rows + mr - 1) / mr) * double(mr * nv) * (nv == 1 ? 1.6 : 1.0);
   });
   return c;
@@ -763,7 +822,8 @@ class PackedB {
     if constexpr (std::is_same_v<T, float>) {
       std::size_t n = static_cast<std::size_t>(K * gemm_detail::pad16(N));
       if (n > cap_) {
-        buf_.reset(static_cast<float*>(detail::aligned_bytes(std::max<std::size_t>(n, 1) * sizeof(float))));
+        buf_.reset(static_cast<float*>(
+            detail::aligned_bytes(std::max<std::size_t>(n, 1) * sizeof(float))));
         cap_ = n;
       }
       gemm_detail::pack_b_rows(0, K, N, K, gemm_detail::nn_kc(K), B, trans_b ? 1 : ldb,
@@ -771,10 +831,16 @@ class PackedB {
     }
 #endif
   }
-  int64_t K() const { return K_; }
-  int64_t N() const { return N_; }
+  int64_t K() const {
+    return K_;
+  }
+  int64_t N() const {
+    return N_;
+  }
   // The packed panels (AVX-512 float only; see gemm_detail::pack_b_rows).
-  const float* panels() const { return buf_.get(); }
+  const float* panels() const {
+    return buf_.get();
+  }
 
   // C rows [0, M) (+)= A[M, K] * B, then the epilogue; runs on the calling thread.
   void multiply_rows(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, bool accumulate,
@@ -782,18 +848,22 @@ class PackedB {
 #if defined(MINICNN_GEMM_AVX512)
     if constexpr (std::is_same_v<T, float>) {
       if (K_ <= 0)
-        gemm_detail::small_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate, ep);
+        gemm_detail::small_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate,
+                                ep);
       else if (M >= gemm_detail::kMaxMR)
         gemm_detail::nn_rows_avx512(0, M, N_, K_, A, lda, buf_.get(), C, ldc, accumulate, ep);
       else if (M > 0)
-        gemm_detail::nn_small_avx512(M, N_, K_, A, lda, buf_.get(), 0, true, C, ldc, accumulate, ep);
+        gemm_detail::nn_small_avx512(M, N_, K_, A, lda, buf_.get(), 0, true, C, ldc, accumulate,
+                                     ep);
       return;
     } else
 #endif
-    if constexpr (std::is_same_v<T, float>) {
-      gemm_detail::eigen_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate, ep);
+        if constexpr (std::is_same_v<T, float>) {
+      gemm_detail::eigen_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate,
+                              ep);
     } else {
-      gemm_detail::small_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate, ep);
+      gemm_detail::small_rows(int64_t(0), M, N_, K_, A, lda, B_, ldb_, trans_, C, ldc, accumulate,
+                              ep);
     }
   }
 
@@ -920,7 +990,7 @@ void gemm_rowmajor(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, con
     return;
   } else
 #endif
-  if constexpr (std::is_same_v<T, float>) {
+      if constexpr (std::is_same_v<T, float>) {
     eigen_rowmajor(M, N, K, A, lda, B, ldb, trans_b, C, ldc, accumulate, ep);
   } else {
     small_rows(int64_t(0), M, N, K, A, lda, B, ldb, trans_b, C, ldc, accumulate, ep);
@@ -980,7 +1050,7 @@ void gemm_tn_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, co
     return;
   } else
 #endif
-  if constexpr (std::is_same_v<T, float>) {
+      if constexpr (std::is_same_v<T, float>) {
     gemm_detail::eigen_tn_rows(int64_t(0), K, M, N, A, lda, B, ldb, C, ldc, colsum);
   } else {
     gemm_detail::small_tn(int64_t(0), K, M, N, A, lda, B, ldb, C, ldc);

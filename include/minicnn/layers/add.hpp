@@ -38,12 +38,14 @@ class AddT {
                          shapes[0].batched_str() + "; Add needs equal shapes");
     for (int d = 0; d < shapes[0].rank(); ++d)
       if (shapes[0][d] == 0)
-        throw ShapeError(where() + "input shape " + shapes[0].str() + " has a zero-sized dimension");
+        throw ShapeError(where() + "input shape " + shapes[0].str() +
+                         " has a zero-sized dimension");
     if (built_) {
       if (shapes != input_shapes_)
         throw ShapeError(where() + "already built for " + std::to_string(input_shapes_.size()) +
-                         " inputs of shape " + output_shape_.batched_str() + ", cannot rebuild for " +
-                         std::to_string(shapes.size()) + " of shape " + shapes[0].batched_str());
+                         " inputs of shape " + output_shape_.batched_str() +
+                         ", cannot rebuild for " + std::to_string(shapes.size()) + " of shape " +
+                         shapes[0].batched_str());
       return output_shape_;
     }
     input_shapes_ = shapes;
@@ -81,7 +83,8 @@ class AddT {
   const Tensor<T>& forward_n(const ConstView<T>* in, size_t n) {
     if (n < 2) throw ShapeError(where() + "needs at least 2 inputs, got " + std::to_string(n));
     for (size_t i = 0; i < n; ++i) {
-      if (in[i].rank() == 0) throw ShapeError(where() + "input " + std::to_string(i) + " is a scalar");
+      if (in[i].rank() == 0)
+        throw ShapeError(where() + "input " + std::to_string(i) + " is a scalar");
       if (in[i].shape() != in[0].shape())
         throw ShapeError(where() + "input " + std::to_string(i) + " has shape " +
                          in[i].shape().str() + ", input 0 has shape " + in[0].shape().str() +
@@ -95,7 +98,8 @@ class AddT {
       throw ShapeError(where() + "got " + std::to_string(n) + " inputs of shape " +
                        in[0].shape().str() + ", built for " + std::to_string(input_shapes_.size()) +
                        " of shape " + output_shape_.batched_str());
-    if (in[0].shape()[0] == 0) throw ShapeError(where() + "input batch is empty " + in[0].shape().str());
+    if (in[0].shape()[0] == 0)
+      throw ShapeError(where() + "input batch is empty " + in[0].shape().str());
     batch_ = in[0].shape()[0];
     output_.resize(in[0].shape());
     T* y = output_.data();

@@ -23,11 +23,14 @@ class BatchNormalizationT : public LayerT<T> {
  public:
   explicit BatchNormalizationT(std::string name, double momentum = 0.99, double epsilon = 1e-3,
                                bool center = true, bool scale = true)
-      : LayerT<T>(std::move(name)), momentum_(momentum), epsilon_(epsilon), center_(center),
+      : LayerT<T>(std::move(name)),
+        momentum_(momentum),
+        epsilon_(epsilon),
+        center_(center),
         scale_(scale) {
     if (!(momentum >= 0.0 && momentum <= 1.0))
-      throw ConfigError("BatchNormalization '" + this->name_ + "': momentum must be in [0, 1], got " +
-                        std::to_string(momentum));
+      throw ConfigError("BatchNormalization '" + this->name_ +
+                        "': momentum must be in [0, 1], got " + std::to_string(momentum));
     if (!(epsilon > 0.0))
       throw ConfigError("BatchNormalization '" + this->name_ + "': epsilon must be > 0, got " +
                         std::to_string(epsilon));
@@ -80,7 +83,8 @@ class BatchNormalizationT : public LayerT<T> {
     moving_var_ = &this->add_parameter("moving_variance", cs, true);
     if (gamma_) gamma_->value.fill(T(1));
     moving_var_->value.fill(T(1));
-    for (auto* v : {&mean_, &var_, &moving_mean_d_, &sum_dy_, &sum_dy_xc_}) v->assign(size_t(channels_), 0.0);
+    for (auto* v : {&mean_, &var_, &moving_mean_d_, &sum_dy_, &sum_dy_xc_})
+      v->assign(size_t(channels_), 0.0);
     for (auto* t : {&mean_t_, &scale_t_, &shift_t_, &a_t_, &b_t_, &d_t_}) t->resize(cs);
     return in;
   }

@@ -66,7 +66,8 @@ class Conv2DT : public LayerT<T> {
   // Inference folding: when a ZeroPadding2D with these pads feeds this 'valid' layer
   // and pads its input `in` exactly as TF 'same' would, the layer takes `in` directly
   // and pads inside the kernel. True when absorbed (output shape unchanged).
-  bool absorb_zero_padding(const Shape& in, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  bool absorb_zero_padding(const Shape& in, int64_t top, int64_t bottom, int64_t left,
+                           int64_t right) {
     if (!this->built_ || padding_ != Padding::Valid ||
         !zero_padding_folds(in, this->input_shape_, kh_, kw_, sh_, sw_, top, bottom, left, right))
       return false;
@@ -95,15 +96,17 @@ class Conv2DT : public LayerT<T> {
  protected:
   Shape build_impl(const Shape& in) override {
     if (in.rank() != 3)
-      throw ShapeError("Conv2D '" + this->name_ + "': expected input (None, height, width, channels), got " +
+      throw ShapeError("Conv2D '" + this->name_ +
+                       "': expected input (None, height, width, channels), got " +
                        in.batched_str());
     int64_t pt, pb, pl, pr;
     int64_t oh = conv_out_size(in[0], kh_, sh_, padding_, &pt, &pb);
     int64_t ow = conv_out_size(in[1], kw_, sw_, padding_, &pl, &pr);
     if (oh <= 0 || ow <= 0)
-      throw ShapeError("Conv2D '" + this->name_ + "': input " + in.batched_str() + " is smaller than the " +
-                       std::to_string(kh_) + "x" + std::to_string(kw_) + " kernel with padding '" +
-                       to_string(padding_) + "'; the output would be empty");
+      throw ShapeError("Conv2D '" + this->name_ + "': input " + in.batched_str() +
+                       " is smaller than the " + std::to_string(kh_) + "x" + std::to_string(kw_) +
+                       " kernel with padding '" + to_string(padding_) +
+                       "'; the output would be empty");
     int64_t cin = in[2];
     kernel_ = &this->add_parameter("kernel", Shape{kh_, kw_, cin, filters_});
     glorot_uniform(kernel_->value, double(kh_ * kw_ * cin), double(kh_ * kw_ * filters_));
@@ -135,7 +138,6 @@ class Conv2DT : public LayerT<T> {
   }
 
  protected:
-
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     bool param_grads = this->trainable_ && kernel_->trainable;
     if (!param_grads && !need_input_grad) return this->empty_;
@@ -143,7 +145,8 @@ class Conv2DT : public LayerT<T> {
     const T* dz = dy.data();
     if (activation_ != Activation::Linear) {
       dz_.resize(dy.shape());
-      kernels::activate_backward(activation_, this->output_.data(), dy.data(), dz_.data(), dy.size());
+      kernels::activate_backward(activation_, this->output_.data(), dy.data(), dz_.data(),
+                                 dy.size());
       dz = dz_.data();
     }
     T* dx = nullptr;
@@ -165,7 +168,7 @@ class Conv2DT : public LayerT<T> {
   // Owned by params_ (unique_ptr), so these stay valid as parameters are added.
   ParameterT<T>* kernel_ = nullptr;
   ParameterT<T>* bias_ = nullptr;
-  Tensor<T> dz_;  // dL/d(pre-activation) when the activation is not linear
+  Tensor<T> dz_;                // dL/d(pre-activation) when the activation is not linear
   kernels::PackedB<T> packed_;  // the kernel as GEMM panels, once folded for inference
   bool packed_valid_ = false;
 };

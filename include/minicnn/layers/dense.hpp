@@ -69,7 +69,8 @@ class DenseT : public LayerT<T> {
     const T* dz = dy.data();
     if (activation_ != Activation::Linear) {
       dz_.resize(dy.shape());
-      kernels::activate_backward(activation_, this->output_.data(), dy.data(), dz_.data(), dy.size());
+      kernels::activate_backward(activation_, this->output_.data(), dy.data(), dz_.data(),
+                                 dy.size());
       dz = dz_.data();
     }
     T* dx = nullptr;

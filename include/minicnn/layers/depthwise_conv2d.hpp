@@ -20,12 +20,13 @@ namespace minicnn {
 template <typename T>
 class DepthwiseConv2DT : public LayerT<T> {
  public:
-  DepthwiseConv2DT(std::string name, int64_t kernel_size, int64_t stride = 1, Padding padding = Padding::Valid,
-                   bool use_bias = true, Activation activation = Activation::Linear, int64_t depth_multiplier = 1)
-      : DepthwiseConv2DT(std::move(name), kernel_size, kernel_size, stride, stride, padding, use_bias, activation,
-                         depth_multiplier) {}
-  DepthwiseConv2DT(std::string name, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
+  DepthwiseConv2DT(std::string name, int64_t kernel_size, int64_t stride = 1,
                    Padding padding = Padding::Valid, bool use_bias = true,
+                   Activation activation = Activation::Linear, int64_t depth_multiplier = 1)
+      : DepthwiseConv2DT(std::move(name), kernel_size, kernel_size, stride, stride, padding,
+                         use_bias, activation, depth_multiplier) {}
+  DepthwiseConv2DT(std::string name, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+                   int64_t stride_w, Padding padding = Padding::Valid, bool use_bias = true,
                    Activation activation = Activation::Linear, int64_t depth_multiplier = 1)
       : LayerT<T>(std::move(name)),
         kh_(kernel_h),
@@ -53,12 +54,14 @@ class DepthwiseConv2DT : public LayerT<T> {
     return *kernel_;
   }
   ParameterT<T>& bias() {
-    if (!bias_) throw Error(where() + (use_bias_ ? "bias() called before build" : "layer has no bias"));
+    if (!bias_)
+      throw Error(where() + (use_bias_ ? "bias() called before build" : "layer has no bias"));
     return *bias_;
   }
   bool use_bias() const { return use_bias_; }
   Activation activation() const { return activation_; }
-  // Both strides are equal unless the (kernel_h, kernel_w, stride_h, stride_w) constructor made them differ.
+  // Both strides are equal unless the (kernel_h, kernel_w, stride_h, stride_w) constructor made
+  // them differ.
   int64_t stride() const { return sh_; }
   int64_t stride_h() const { return sh_; }
   int64_t stride_w() const { return sw_; }
@@ -78,7 +81,8 @@ class DepthwiseConv2DT : public LayerT<T> {
   // Inference folding: when a ZeroPadding2D with these pads feeds this 'valid' layer
   // and pads its input `in` exactly as TF 'same' would, the layer takes `in` directly
   // and pads inside the kernel. True when absorbed (output shape unchanged).
-  bool absorb_zero_padding(const Shape& in, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  bool absorb_zero_padding(const Shape& in, int64_t top, int64_t bottom, int64_t left,
+                           int64_t right) {
     if (!this->built_ || padding_ != Padding::Valid ||
         !zero_padding_folds(in, this->input_shape_, kh_, kw_, sh_, sw_, top, bottom, left, right))
       return false;
@@ -89,22 +93,26 @@ class DepthwiseConv2DT : public LayerT<T> {
 
   // The geometry of a batch of n inputs (valid after build).
   ConvGeometry geometry(int64_t n) const {
-    return make_conv_geometry(n, this->input_shape_[0], this->input_shape_[1], channels_, channels_, kh_, kw_, sh_,
-                              sw_, padding_);
+    return make_conv_geometry(n, this->input_shape_[0], this->input_shape_[1], channels_, channels_,
+                              kh_, kw_, sh_, sw_, padding_);
   }
 
  protected:
   Shape build_impl(const Shape& in) override {
     if (in.rank() != 3)
-      throw ShapeError(where() + "expected input of rank 4 (batch, height, width, channels) like (None, H, W, C), "
-                       "found " + in.batched_str());
+      throw ShapeError(
+          where() +
+          "expected input of rank 4 (batch, height, width, channels) like (None, H, W, C), "
+          "found " +
+          in.batched_str());
     const int64_t C = in[2];
     ConvGeometry g = make_conv_geometry(1, in[0], in[1], C, C, kh_, kw_, sh_, sw_, padding_);
     if (g.out_h <= 0 || g.out_w <= 0)
-      throw ShapeError(where() + "input " + in.batched_str() + " is too small for a " + std::to_string(kh_) + "x" +
-                       std::to_string(kw_) + " kernel with '" + to_string(padding_) +
-                       "' padding: output would be (None, " + std::to_string(g.out_h) + ", " +
-                       std::to_string(g.out_w) + ", " + std::to_string(C) + ")");
+      throw ShapeError(where() + "input " + in.batched_str() + " is too small for a " +
+                       std::to_string(kh_) + "x" + std::to_string(kw_) + " kernel with '" +
+                       to_string(padding_) + "' padding: output would be (None, " +
+                       std::to_string(g.out_h) + ", " + std::to_string(g.out_w) + ", " +
+                       std::to_string(C) + ")");
     channels_ = C;
     kernel_ = &this->add_parameter("depthwise_kernel", Shape{kh_, kw_, C, 1});
     glorot_uniform(kernel_->value, double(kh_ * kw_ * C), double(kh_ * kw_));
@@ -115,8 +123,9 @@ class DepthwiseConv2DT : public LayerT<T> {
   const Tensor<T>& forward_impl(ConstView<T> x, bool) override {
     const ConvGeometry g = geometry(x.dim(0));
     this->output_.resize(this->output_shape_.with_leading(g.n));
-    kernels::dwconv2d_nhwc_forward<T>(g, x.data(), kernel_->value.data(), bias_ ? bias_->value.data() : nullptr,
-                                      activation_, this->output_.data());
+    kernels::dwconv2d_nhwc_forward<T>(g, x.data(), kernel_->value.data(),
+                                      bias_ ? bias_->value.data() : nullptr, activation_,
+                                      this->output_.data());
     return this->output_;
   }
 
@@ -137,7 +146,8 @@ class DepthwiseConv2DT : public LayerT<T> {
     }
     T* dw = wgrad ? kernel_->grad.data() : nullptr;
     T* db = (wgrad && bias_ && bias_->trainable) ? bias_->grad.data() : nullptr;
-    kernels::dwconv2d_nhwc_backward<T>(g, this->input_.data(), dz, kernel_->value.data(), dx, dw, db);
+    kernels::dwconv2d_nhwc_backward<T>(g, this->input_.data(), dz, kernel_->value.data(), dx, dw,
+                                       db);
     return need_input_grad ? this->dinput_ : this->empty_;
   }
 

@@ -16,7 +16,8 @@ class GlobalMaxPooling2DT : public LayerT<T> {
  protected:
   Shape build_impl(const Shape& in) override {
     if (in.rank() != 3)
-      throw ShapeError(type() + " '" + this->name_ + "': expects (H, W, C) inputs, got " + in.str());
+      throw ShapeError(type() + " '" + this->name_ + "': expects (H, W, C) inputs, got " +
+                       in.str());
     return Shape{in[2]};
   }
   const Tensor<T>& forward_impl(ConstView<T> x, bool) override {

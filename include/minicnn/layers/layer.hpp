@@ -38,11 +38,12 @@ inline ForwardObserver& forward_observer() {
 
 template <typename T>
 struct ParameterT {
-  std::string name;       // "<layer>/<weight>", e.g. "block_3_depthwise/depthwise_kernel"
+  std::string name;  // "<layer>/<weight>", e.g. "block_3_depthwise/depthwise_kernel"
   Tensor<T> value;
   Tensor<T> grad;         // same shape as value when the parameter can train, else empty
   bool trainable = true;  // false when the owning layer is frozen, and always for state
-  bool is_state = false;  // BatchNormalization moving statistics: updated by forward, not by optimizers
+  bool is_state =
+      false;  // BatchNormalization moving statistics: updated by forward, not by optimizers
 
   ParameterT() = default;
   ParameterT(std::string n, const Shape& shape, bool state = false)
@@ -102,14 +103,16 @@ class LayerT {
     if (!built_) build(x.shape().sample());
     check_input(x.shape());
     if (training && inference_only_)
-      throw Error(type() + " '" + name_ + "': was folded for inference (BatchNormalization merged into "
+      throw Error(type() + " '" + name_ +
+                  "': was folded for inference (BatchNormalization merged into "
                   "convolutions); build an unfolded model to train it");
     input_ = x;
     last_training_ = training;
     if (ForwardObserver obs = forward_observer(); obs && children().empty()) {
       auto t0 = std::chrono::steady_clock::now();
       const Tensor<T>& y = forward_impl(x, training);
-      obs(name_, type(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      obs(name_, type(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       return y;
     }
     return forward_impl(x, training);

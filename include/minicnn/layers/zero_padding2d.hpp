@@ -22,7 +22,8 @@ class ZeroPadding2DT : public LayerT<T> {
                         std::to_string(left) + ", " + std::to_string(right) + "))");
   }
   // Keras ZeroPadding2D(padding=p): p rows/columns on every side.
-  ZeroPadding2DT(std::string name, int64_t pad) : ZeroPadding2DT(std::move(name), pad, pad, pad, pad) {}
+  ZeroPadding2DT(std::string name, int64_t pad)
+      : ZeroPadding2DT(std::move(name), pad, pad, pad, pad) {}
   // Keras ZeroPadding2D(padding=(ph, pw)): ph rows top and bottom, pw columns left and right.
   ZeroPadding2DT(std::string name, int64_t pad_h, int64_t pad_w)
       : ZeroPadding2DT(std::move(name), pad_h, pad_h, pad_w, pad_w) {}

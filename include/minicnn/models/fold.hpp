@@ -57,14 +57,18 @@ bool try_fuse_activation(LayerT<T>& prev, LayerT<T>& next) {
   auto* relu = dynamic_cast<ReLUT<T>*>(&next);
   if (!relu) return false;
   Activation a;
-  if (std::isinf(relu->max_value())) a = Activation::ReLU;
-  else if (relu->max_value() == 6.0) a = Activation::ReLU6;
-  else return false;
+  if (std::isinf(relu->max_value()))
+    a = Activation::ReLU;
+  else if (relu->max_value() == 6.0)
+    a = Activation::ReLU6;
+  else
+    return false;
   if (auto* c = dynamic_cast<Conv2DT<T>*>(&prev); c && c->activation() == Activation::Linear) {
     c->set_activation(a);
     return true;
   }
-  if (auto* d = dynamic_cast<DepthwiseConv2DT<T>*>(&prev); d && d->activation() == Activation::Linear) {
+  if (auto* d = dynamic_cast<DepthwiseConv2DT<T>*>(&prev);
+      d && d->activation() == Activation::Linear) {
     d->set_activation(a);
     return true;
   }
@@ -76,7 +80,8 @@ bool try_fuse_activation(LayerT<T>& prev, LayerT<T>& next) {
 template <typename T>
 bool try_absorb_padding(LayerT<T>& pad, LayerT<T>& next) {
   auto* zp = dynamic_cast<ZeroPadding2DT<T>*>(&pad);
-  if (!zp || !zp->built() || !next.built() || zp->output_shape() != next.input_shape()) return false;
+  if (!zp || !zp->built() || !next.built() || zp->output_shape() != next.input_shape())
+    return false;
   const Shape& in = zp->input_shape();
   if (auto* c = dynamic_cast<Conv2DT<T>*>(&next))
     return c->absorb_zero_padding(in, zp->top(), zp->bottom(), zp->left(), zp->right());

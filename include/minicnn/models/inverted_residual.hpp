@@ -29,10 +29,15 @@ class InvertedResidualT : public LayerT<T> {
  public:
   InvertedResidualT(int64_t block_id, int64_t expansion, int64_t pointwise_filters, int64_t stride)
       : LayerT<T>(block_prefix(block_id).substr(0, block_prefix(block_id).size() - 1)),
-        block_id_(block_id), expansion_(expansion), filters_(pointwise_filters), stride_(stride),
-        prefix_(block_prefix(block_id)), body_(prefix_ + "body") {
+        block_id_(block_id),
+        expansion_(expansion),
+        filters_(pointwise_filters),
+        stride_(stride),
+        prefix_(block_prefix(block_id)),
+        body_(prefix_ + "body") {
     if (block_id < 0 || expansion < 1 || pointwise_filters < 1 || (stride != 1 && stride != 2))
-      throw ConfigError("InvertedResidual '" + this->name_ + "': need block_id >= 0, expansion >= 1, "
+      throw ConfigError("InvertedResidual '" + this->name_ +
+                        "': need block_id >= 0, expansion >= 1, "
                         "pointwise_filters >= 1 and stride 1 or 2; got block_id " +
                         std::to_string(block_id) + ", expansion " + std::to_string(expansion) +
                         ", pointwise_filters " + std::to_string(pointwise_filters) + ", stride " +
@@ -43,7 +48,8 @@ class InvertedResidualT : public LayerT<T> {
 
   // "expanded_conv_" (block 0) or "block_<id>_".
   static std::string block_prefix(int64_t block_id) {
-    return block_id == 0 ? std::string("expanded_conv_") : "block_" + std::to_string(block_id) + "_";
+    return block_id == 0 ? std::string("expanded_conv_")
+                         : "block_" + std::to_string(block_id) + "_";
   }
   const std::string& prefix() const { return prefix_; }
   int64_t block_id() const { return block_id_; }

@@ -21,8 +21,8 @@ namespace minicnn {
 struct ModelLoadOptions {
   int64_t input_height = 0, input_width = 0;  // 0: the size recorded in the file
   std::optional<bool> include_top;            // default: whatever the file holds
-  std::optional<std::string> pooling;         // without top: "", "avg" or "max"; default: the file's
-  bool fold_for_inference = true;             // fold BatchNormalization + ReLU6 into the convolutions
+  std::optional<std::string> pooling;  // without top: "", "avg" or "max"; default: the file's
+  bool fold_for_inference = true;      // fold BatchNormalization + ReLU6 into the convolutions
 };
 
 struct LoadedModel {
@@ -37,23 +37,22 @@ struct LoadedModel {
 // The MobileNetV2 options a .mcnn file's metadata describes.
 inline MobileNetV2Options mobilenet_v2_options_from_metadata(const nlohmann::json& meta,
                                                              const std::string& where) {
-  auto bad = [&](const std::string& what) {
-    return FormatError(where + ": metadata " + what);
-  };
+  auto bad = [&](const std::string& what) { return FormatError(where + ": metadata " + what); };
   if (!meta.contains("architecture") || !meta["architecture"].is_object())
     throw bad("has no 'architecture' object");
   const auto& a = meta["architecture"];
   std::string name = a.value("name", std::string());
-  if (name != "mobilenet_v2")
-    throw bad("architecture is '" + name + "', expected 'mobilenet_v2'");
+  if (name != "mobilenet_v2") throw bad("architecture is '" + name + "', expected 'mobilenet_v2'");
   MobileNetV2Options o;
-  if (!a.contains("alpha") || !a["alpha"].is_number()) throw bad("lacks a numeric architecture.alpha");
+  if (!a.contains("alpha") || !a["alpha"].is_number())
+    throw bad("lacks a numeric architecture.alpha");
   o.alpha = a["alpha"].get<double>();
   if (a.contains("input_size")) {
     const auto& s = a["input_size"];
     if (s.is_number_integer()) {
       o.input_height = o.input_width = s.get<int64_t>();
-    } else if (s.is_array() && s.size() == 2 && s[0].is_number_integer() && s[1].is_number_integer()) {
+    } else if (s.is_array() && s.size() == 2 && s[0].is_number_integer() &&
+               s[1].is_number_integer()) {
       o.input_height = s[0].get<int64_t>();
       o.input_width = s[1].get<int64_t>();
     } else {
@@ -62,10 +61,12 @@ inline MobileNetV2Options mobilenet_v2_options_from_metadata(const nlohmann::jso
   }
   o.include_top = a.value("include_top", false);
   if (o.include_top) {
-    if (!a.contains("classes") || !a["classes"].is_number_integer()) throw bad("lacks architecture.classes");
+    if (!a.contains("classes") || !a["classes"].is_number_integer())
+      throw bad("lacks architecture.classes");
     o.classes = a["classes"].get<int64_t>();
   }
-  if (a.contains("pooling") && a["pooling"].is_string()) o.pooling = a["pooling"].get<std::string>();
+  if (a.contains("pooling") && a["pooling"].is_string())
+    o.pooling = a["pooling"].get<std::string>();
   return o;
 }
 
@@ -78,7 +79,8 @@ inline LoadedModel load_mobilenet_v2(const std::string& path, const ModelLoadOpt
   const bool file_has_top = m.options.include_top;
   if (opt.include_top) m.options.include_top = *opt.include_top;
   if (m.options.include_top && !file_has_top)
-    throw ConfigError(where + " holds no classification head (converted without --top); "
+    throw ConfigError(where +
+                      " holds no classification head (converted without --top); "
                       "it can only give features");
   if (opt.input_height > 0) m.options.input_height = opt.input_height;
   if (opt.input_width > 0) m.options.input_width = opt.input_width;

@@ -41,8 +41,9 @@ LayerT<T>* find_layer_in(const std::vector<LayerT<T>*>& layers, const std::strin
 
 // Keras' summary table (the tf.keras 2 layout), columns widened to fit long names
 // instead of truncating them.
-inline std::string format_summary(const std::string& model_name, const std::vector<SummaryRow>& rows,
-                                  int64_t total, int64_t trainable) {
+inline std::string format_summary(const std::string& model_name,
+                                  const std::vector<SummaryRow>& rows, int64_t total,
+                                  int64_t trainable) {
   const std::string h1 = "Layer (type)", h2 = "Output Shape", h3 = "Param #";
   size_t w1 = 29, w2 = 26, w3 = 10;
   for (const auto& r : rows) {
@@ -66,7 +67,8 @@ inline std::string format_summary(const std::string& model_name, const std::vect
   out += std::string(width, '=') + "\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
-    out += line(r.name + " (" + r.type + ")", r.output_shape.batched_str(), std::to_string(r.params));
+    out +=
+        line(r.name + " (" + r.type + ")", r.output_shape.batched_str(), std::to_string(r.params));
     out += std::string(width, i + 1 == rows.size() ? '=' : '_') + "\n";
   }
   if (rows.empty()) out += std::string(width, '=') + "\n";
@@ -168,7 +170,7 @@ class SequentialT : public LayerT<T> {
         rows.push_back({l->name(), l->type(), l->output_shape(), l->count_params(false), 0});
     }
     return seq_detail::format_summary(this->name_, rows, this->count_params(false),
-                                  this->count_params(true));
+                                      this->count_params(true));
   }
 
  protected:

@@ -36,9 +36,9 @@ class AdamT : public OptimizerT<T> {
   double epsilon() const { return epsilon_; }
 
   nlohmann::json config() const override {
-    return {{"name", "Adam"},          {"learning_rate", this->learning_rate()},
-            {"beta_1", beta_1_},       {"beta_2", beta_2_},
-            {"epsilon", epsilon_},     {"amsgrad", false}};
+    return {{"name", "Adam"},      {"learning_rate", this->learning_rate()},
+            {"beta_1", beta_1_},   {"beta_2", beta_2_},
+            {"epsilon", epsilon_}, {"amsgrad", false}};
   }
 
  protected:

@@ -127,7 +127,8 @@ class OptimizerT {
       for (auto& t : s.tensors)
         if (t.shape() != p.value.shape())
           throw ShapeError(type_ + ": state of parameter '" + p.name + "' has shape " +
-                           t.shape().str() + " but the parameter has shape " + p.value.shape().str());
+                           t.shape().str() + " but the parameter has shape " +
+                           p.value.shape().str());
       return s;
     }
     auto s = std::make_unique<Slots>();

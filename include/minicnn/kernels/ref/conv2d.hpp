@@ -1,7 +1,8 @@
 // Reference 2-D convolution in NHWC with HWIO weights (Keras' Conv2D layout), the
 // specification the fast kernels in kernels/conv2d.hpp are tested against.
 // Geometry (output size, TF "same" asymmetric padding) comes from ConvGeometry.
-//   y[n,oh,ow,co] = act(b[co] + sum_{kh,kw,ci} x[n, oh*sh - pad_top + kh, ow*sw - pad_left + kw, ci]
+//   y[n,oh,ow,co] = act(b[co] + sum_{kh,kw,ci} x[n, oh*sh - pad_top + kh, ow*sw - pad_left + kw,
+//   ci]
 //                                              * w[kh,kw,ci,co])      (x is zero outside the image)
 // Backward functions take dz = dL/d(pre-activation output); apply
 // kernels::activate_backward to dL/dy first. backward_input WRITES dx; backward_weight

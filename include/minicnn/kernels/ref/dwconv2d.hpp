@@ -3,7 +3,8 @@
 // Conventions: x is (n, in_h, in_w, C); y and dy are (n, out_h, out_w, C); the kernel w
 // is Keras' (k_h, k_w, C, 1) read as (k_h, k_w, C); bias is (C,) or null. Padding and
 // output size come from ConvGeometry (TF "same"/"valid", possibly asymmetric):
-//   y[n,oh,ow,c] = act(bias[c] + sum_{kh,kw} x[n, oh*sh+kh-pad_top, ow*sw+kw-pad_left, c] * w[kh,kw,c])
+//   y[n,oh,ow,c] = act(bias[c] + sum_{kh,kw} x[n, oh*sh+kh-pad_top, ow*sw+kw-pad_left, c] *
+//   w[kh,kw,c])
 // with out-of-range x taken as 0. The backward functions take dy as dL/d(pre-activation):
 // callers apply the activation gradient first. backward_input WRITES dx;
 // backward_weight ADDS into dw (and db when non-null), as the Layer contract wants.
@@ -27,11 +28,11 @@ struct Same {
 };
 template <typename T>
 using Ptr = typename Same<T>::type*;
-}
+}  // namespace dw_ref_detail
 
 template <typename T>
-void dwconv2d_nhwc_forward(const ConvGeometry& g, const T* x, const T* w, dw_ref_detail::Ptr<const T> bias,
-                           Activation act, T* y) {
+void dwconv2d_nhwc_forward(const ConvGeometry& g, const T* x, const T* w,
+                           dw_ref_detail::Ptr<const T> bias, Activation act, T* y) {
   using A = dw_ref_detail::Acc<T>;
   const int64_t C = g.in_c;
   for (int64_t n = 0; n < g.n; ++n)
@@ -45,7 +46,8 @@ void dwconv2d_nhwc_forward(const ConvGeometry& g, const T* x, const T* w, dw_ref
             for (int64_t kw = 0; kw < g.k_w; ++kw) {
               int64_t iw = ow * g.stride_w + kw - g.pad_left;
               if (iw < 0 || iw >= g.in_w) continue;
-              s += A(x[((n * g.in_h + ih) * g.in_w + iw) * C + c]) * A(w[(kh * g.k_w + kw) * C + c]);
+              s +=
+                  A(x[((n * g.in_h + ih) * g.in_w + iw) * C + c]) * A(w[(kh * g.k_w + kw) * C + c]);
             }
           }
           y[((n * g.out_h + oh) * g.out_w + ow) * C + c] = activate(act, T(s));
@@ -73,7 +75,8 @@ void dwconv2d_nhwc_backward_input(const ConvGeometry& g, const T* dy, const T* w
               if (tw < 0 || tw % g.stride_w) continue;
               int64_t ow = tw / g.stride_w;
               if (ow >= g.out_w) continue;
-              s += A(dy[((n * g.out_h + oh) * g.out_w + ow) * C + c]) * A(w[(kh * g.k_w + kw) * C + c]);
+              s += A(dy[((n * g.out_h + oh) * g.out_w + ow) * C + c]) *
+                   A(w[(kh * g.k_w + kw) * C + c]);
             }
           }
           dx[((n * g.in_h + ih) * g.in_w + iw) * C + c] = T(s);
