@@ -27,7 +27,9 @@
 //
 // Tried on the 2-core AVX-512 tuning machine and dropped (no gain or slower): software
 // prefetch of the next rows, 8-lane ymm code instead of zmm, and processing bands of rows
-// per channel block for L1 reuse across output rows (faster on 144@24, slower elsewhere).
+// per channel block for L1 reuse across output rows (faster on 144@24, slower elsewhere), and
+// for stride-2 backward the fused dx + dW sweep that stride 1 uses (10-25% slower on 144@24 s2
+// and 192@12 s2, no gain on 96@48 s2).
 #pragma once
 #include <algorithm>
 #include <cstdint>
