@@ -512,15 +512,9 @@ TEST_CASE("mcnn: random damage never crashes the reader (run under the sanitizer
       std::size_t limit = (gen() % 4) ? std::min<std::size_t>(b.size(), 600) : b.size();
       std::size_t pos = gen() % limit;
       switch (gen() % 3) {
-        case 0:
-          b[pos] = static_cast<char>(gen());
-          break;
-        case 1:
-          b[pos] = static_cast<char>(b[pos] ^ (1 << (gen() % 8)));
-          break;
-        default:
-          b.resize(pos);
-          break;
+        case 0: b[pos] = static_cast<char>(gen()); break;
+        case 1: b[pos] = static_cast<char>(b[pos] ^ (1 << (gen() % 8))); break;
+        default: b.resize(pos); break;
       }
       if (b.empty()) break;
     }

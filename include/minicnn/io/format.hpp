@@ -59,23 +59,17 @@ enum class TensorKind : uint8_t { model = 0, training = 1 };
 
 inline const char* dtype_name(DType d) {
   switch (d) {
-    case DType::float32:
-      return "float32";
-    case DType::int64:
-      return "int64";
-    case DType::uint8:
-      return "uint8";
+    case DType::float32: return "float32";
+    case DType::int64: return "int64";
+    case DType::uint8: return "uint8";
   }
   return "?";
 }
 inline std::size_t dtype_size(DType d) {
   switch (d) {
-    case DType::float32:
-      return 4;
-    case DType::int64:
-      return 8;
-    case DType::uint8:
-      return 1;
+    case DType::float32: return 4;
+    case DType::int64: return 8;
+    case DType::uint8: return 1;
   }
   return 0;
 }
@@ -99,23 +93,17 @@ struct McnnTensor {
 
   const Shape& shape() const {
     switch (dtype) {
-      case DType::int64:
-        return ivalue.shape();
-      case DType::uint8:
-        return bvalue.shape();
-      default:
-        return value.shape();
+      case DType::int64: return ivalue.shape();
+      case DType::uint8: return bvalue.shape();
+      default: return value.shape();
     }
   }
   // Pointer to the raw elements (nullptr when the tensor has no storage).
   const void* raw() const {
     switch (dtype) {
-      case DType::int64:
-        return ivalue.data();
-      case DType::uint8:
-        return bvalue.data();
-      default:
-        return value.data();
+      case DType::int64: return ivalue.data();
+      case DType::uint8: return bvalue.data();
+      default: return value.data();
     }
   }
   uint64_t byte_size() const { return static_cast<uint64_t>(shape().size()) * dtype_size(dtype); }

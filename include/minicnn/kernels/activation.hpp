@@ -15,12 +15,9 @@ enum class Activation { Linear, ReLU, ReLU6 };
 
 inline std::string to_string(Activation a) {
   switch (a) {
-    case Activation::ReLU:
-      return "relu";
-    case Activation::ReLU6:
-      return "relu6";
-    default:
-      return "linear";
+    case Activation::ReLU: return "relu";
+    case Activation::ReLU6: return "relu6";
+    default: return "linear";
   }
 }
 inline Activation activation_from_string(const std::string& s) {
@@ -35,12 +32,9 @@ namespace kernels {
 template <typename T>
 inline T activate(Activation a, T x) {
   switch (a) {
-    case Activation::ReLU:
-      return x > T(0) ? x : T(0);
-    case Activation::ReLU6:
-      return std::min(std::max(x, T(0)), T(6));
-    default:
-      return x;
+    case Activation::ReLU: return x > T(0) ? x : T(0);
+    case Activation::ReLU6: return std::min(std::max(x, T(0)), T(6));
+    default: return x;
   }
 }
 
@@ -48,12 +42,9 @@ inline T activate(Activation a, T x) {
 template <typename T>
 inline T activate_grad_from_output(Activation a, T y, T dy) {
   switch (a) {
-    case Activation::ReLU:
-      return y > T(0) ? dy : T(0);
-    case Activation::ReLU6:
-      return (y > T(0) && y < T(6)) ? dy : T(0);
-    default:
-      return dy;
+    case Activation::ReLU: return y > T(0) ? dy : T(0);
+    case Activation::ReLU6: return (y > T(0) && y < T(6)) ? dy : T(0);
+    default: return dy;
   }
 }
 

@@ -318,15 +318,9 @@ inline V act(V v) {
 template <class F>
 inline void with_act(Activation a, F&& f) {
   switch (a) {
-    case Activation::ReLU:
-      f(std::integral_constant<int, 1>{});
-      break;
-    case Activation::ReLU6:
-      f(std::integral_constant<int, 2>{});
-      break;
-    default:
-      f(std::integral_constant<int, 0>{});
-      break;
+    case Activation::ReLU: f(std::integral_constant<int, 1>{}); break;
+    case Activation::ReLU6: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 0>{}); break;
   }
 }
 

@@ -548,21 +548,11 @@ void nn_panel(int64_t m0, int64_t m1, const float* A, float* C, const NNArgs& p)
 template <typename F>
 MINICNN_GEMM_INLINE void dispatch_panel(int nv, F&& f) {
   switch (nv) {
-    case 1:
-      f(std::integral_constant<int, 1>());
-      break;
-    case 2:
-      f(std::integral_constant<int, 2>());
-      break;
-    case 3:
-      f(std::integral_constant<int, 3>());
-      break;
-    case 4:
-      f(std::integral_constant<int, 4>());
-      break;
-    default:
-      f(std::integral_constant<int, 6>());
-      break;
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    case 3: f(std::integral_constant<int, 3>()); break;
+    case 4: f(std::integral_constant<int, 4>()); break;
+    default: f(std::integral_constant<int, 6>()); break;
   }
 }
 
@@ -609,27 +599,13 @@ inline int small_rows_pad(int64_t M) {
 
 MINICNN_GEMM_INLINE void small_chunk(int mp, int w, const float* a, float* c, const NNArgs& p) {
   switch (mp * 4 + w) {
-    case 4 * 4 + 1:
-      ukr_nn<4, 1>(a, c, 0, p);
-      break;
-    case 4 * 4 + 2:
-      ukr_nn<4, 2>(a, c, 0, p);
-      break;
-    case 8 * 4 + 1:
-      ukr_nn<8, 1>(a, c, 0, p);
-      break;
-    case 8 * 4 + 2:
-      ukr_nn<8, 2>(a, c, 0, p);
-      break;
-    case 12 * 4 + 1:
-      ukr_nn<12, 1>(a, c, 0, p);
-      break;
-    case 12 * 4 + 2:
-      ukr_nn<12, 2>(a, c, 0, p);
-      break;
-    default:
-      ukr_nn<16, 1>(a, c, 0, p);
-      break;
+    case 4 * 4 + 1: ukr_nn<4, 1>(a, c, 0, p); break;
+    case 4 * 4 + 2: ukr_nn<4, 2>(a, c, 0, p); break;
+    case 8 * 4 + 1: ukr_nn<8, 1>(a, c, 0, p); break;
+    case 8 * 4 + 2: ukr_nn<8, 2>(a, c, 0, p); break;
+    case 12 * 4 + 1: ukr_nn<12, 1>(a, c, 0, p); break;
+    case 12 * 4 + 2: ukr_nn<12, 2>(a, c, 0, p); break;
+    default: ukr_nn<16, 1>(a, c, 0, p); break;
   }
 }
 
