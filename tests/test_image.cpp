@@ -3,11 +3,6 @@
 
 #include "test_support.hpp"
 
-// Only to write test JPEGs (Debian's libstb-dev), compiled into this file alone.
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#include <stb/stb_image_write.h>
-
 using namespace minicnn;
 
 namespace {
@@ -95,38 +90,23 @@ TEST_CASE("bad images give clear errors") {
 }
 
 TEST_CASE("a truncated JPEG is an error, a complete one with trailing bytes is not") {
-  // A real JPEG written by stb_image_write (Debian's libstb-dev), with an EXIF-like APP1
-  // segment holding a whole JPEG thumbnail spliced in, as cameras write them: its end-of-image
-  // marker must not count for the main image.
-  std::vector<unsigned char> pixels(40 * 30 * 3);
-  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<unsigned char>(i * 7);
-  std::vector<char> jpg;
-  auto sink = [](void* ctx, void* data, int size) {
-    auto* out = static_cast<std::vector<char>*>(ctx);
-    out->insert(out->end(), static_cast<char*>(data), static_cast<char*>(data) + size);
-  };
-  REQUIRE(stbi_write_jpg_to_func(sink, &jpg, 40, 30, 3, pixels.data(), 90));
-  std::vector<char> thumb;
-  REQUIRE(stbi_write_jpg_to_func(sink, &thumb, 8, 8, 3, pixels.data(), 90));
-  std::vector<char> app1 = {char(0xFF), char(0xE1), 0, 0, 'E', 'x', 'i', 'f', 0, 0};
-  app1.insert(app1.end(), thumb.begin(), thumb.end());
-  const size_t seg = app1.size() - 2;
-  app1[2] = static_cast<char>(seg >> 8);
-  app1[3] = static_cast<char>(seg & 0xff);
-  std::vector<char> camera(jpg.begin(), jpg.begin() + 2);
-  camera.insert(camera.end(), app1.begin(), app1.end());
-  camera.insert(camera.end(), jpg.begin() + 2, jpg.end());
-
-  for (const auto* file : {&jpg, &camera}) {
-    Image img = decode_image_memory(*file, "'ok.jpg'");
+  // tools/make_image_fixtures.py: a plain baseline JPEG, and the same image with an EXIF-style
+  // APP1 segment holding a whole JPEG thumbnail, whose end-of-image marker must not count for
+  // the main image.
+  for (const char* name : {"gradient.jpg", "camera.jpg"}) {
+    CAPTURE(name);
+    const std::vector<char> file = read_file_bytes(mt::fixtures_dir() + "/images/" + name);
+    Image img = decode_image_memory(file, "'ok.jpg'");
     CHECK(img.width == 40);
     CHECK(img.height == 30);
-    std::vector<char> trailing = *file;
+    std::vector<char> trailing = file;
     trailing.insert(trailing.end(), 100, 'x');
     CHECK_NOTHROW(decode_image_memory(trailing, "'trailing.jpg'"));
-    std::vector<char> cut(file->begin(), file->end() - 40);
-    mt::check_throws_with([&] { decode_image_memory(cut, "'cut.jpg'"); },
-                          {"'cut.jpg'", "truncated"});
+    for (size_t cut : {size_t(2), size_t(40), file.size() / 2}) {
+      std::vector<char> short_file(file.begin(), file.end() - static_cast<std::ptrdiff_t>(cut));
+      mt::check_throws_with([&] { decode_image_memory(short_file, "'cut.jpg'"); },
+                            {"'cut.jpg'", "truncated"});
+    }
   }
 }
 

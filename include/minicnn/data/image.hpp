@@ -37,7 +37,8 @@ inline uint32_t le32(const unsigned char* p) {
 inline std::string truncation_problem(const unsigned char* b, size_t n) {
   if (n >= 2 && b[0] == 'B' && b[1] == 'M') {
     if (n < 54)
-      return "BMP header is cut off (" + std::to_string(n) + " bytes, the header needs 54)";
+      return "BMP is truncated: its header is cut off (" + std::to_string(n) +
+             " bytes, the header needs 54)";
     const uint32_t offset = le32(b + 10), compression = le32(b + 30);
     const int64_t w = static_cast<int32_t>(le32(b + 18)), h = static_cast<int32_t>(le32(b + 22));
     const int64_t bits = int64_t(b[28]) | int64_t(b[29]) << 8;
@@ -81,10 +82,13 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
     throw FormatError("image " + where + ": file larger than 2 GB");
   auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   int len = static_cast<int>(bytes.size());
+  const std::string cut = image_detail::truncation_problem(buf, bytes.size());
   int w = 0, h = 0, comp = 0;
-  if (!stbi_info_from_memory(buf, len, &w, &h, &comp))
+  if (!stbi_info_from_memory(buf, len, &w, &h, &comp)) {
+    if (!cut.empty()) throw FormatError("image " + where + ": " + cut);
     throw FormatError("image " + where + ": not a decodable image (" + stbi_failure_reason() +
                       "); expected JPEG, PNG, BMP, GIF, TGA, PSD or PNM");
+  }
   if (w <= 0 || h <= 0)
     throw FormatError("image " + where + ": has size " + std::to_string(w) + "x" +
                       std::to_string(h) + ", expected at least 1x1");
@@ -92,7 +96,6 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
     throw FormatError("image " + where + ": is " + std::to_string(w) + "x" + std::to_string(h) +
                       " pixels, more than the limit of " + std::to_string(kMaxImagePixels) +
                       " pixels");
-  const std::string cut = image_detail::truncation_problem(buf, bytes.size());
   if (!cut.empty()) throw FormatError("image " + where + ": " + cut);
   int ch = 0;
   stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);

@@ -582,7 +582,7 @@ inline void s1_fused_block(const float* xrow, const float* const* dyr, const flo
                            Mask m) {
   const int64_t C = g.C;
   const float* dz[3] = {dyr[0] + c0, dyr[1] + c0, dyr[2] + c0};
-  const float* xp = xrow + c0;
+  const float* xp = W ? xrow + c0 : nullptr;
   float* dxp = dxrow + c0;
   V wk[3][3], acc[3][3], win[3][3];
 #pragma GCC unroll 3
@@ -609,7 +609,8 @@ inline void s1_fused_block(const float* xrow, const float* const* dyr, const flo
       win[kh][1] = win[kh][0];
       win[kh][0] = inside ? ld<Tail>(dz[kh] + (iw + g.pl) * C, m) : vzero();
     }
-    const V xv = ld<Tail>(xp + iw * C, m);
+    // x may be null without W (dx only): it is not read then.
+    const V xv = W ? ld<Tail>(xp + iw * C, m) : vzero();
     V d[3];
 #pragma GCC unroll 3
     for (int kh = 0; kh < 3; ++kh) {
