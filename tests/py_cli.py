@@ -94,6 +94,15 @@ def main():
         b = json.loads(mcnn("bench", "--weights", base, "--size", "96", "--batch", "2", "--runs", "3",
                             "--warmup", "1", "--threads", "1", "--json").stdout)
         check(b["images_per_sec"] > 0 and b["latency_ms"] > 0, "bench --json reports images_per_sec and latency_ms")
+        prof = mcnn("bench", "--weights", base, "--size", "96", "--batch", "1", "--runs", "3", "--warmup", "1",
+                    "--threads", "1", "--profile").stdout
+        rows = [l.split() for l in prof.splitlines() if l.startswith(("Conv", "block_", "expanded_conv"))]
+        names = [r[0] for r in rows]
+        # Folded model: no BN, ReLU6 or ZeroPadding2D rows left; 52 convolutions in model order.
+        check(len(rows) == 52 and names[0] == "Conv1" and names[-1] == "Conv_1"
+              and not any(n.endswith(("_BN", "_relu", "_pad")) for n in names)
+              and all(float(r[2]) > 0 for r in rows),
+              "bench --profile lists the 52 folded convolutions with their times")
 
         # 4. bad inputs: clear errors, non-zero exit.
         junk = os.path.join(tmp, "notes.jpg")
