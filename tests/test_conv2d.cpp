@@ -13,25 +13,8 @@ using namespace minicnn;
 
 namespace {
 
-// Restores the thread count a test changed.
-struct ThreadGuard {
-  int saved = num_threads();
-  ~ThreadGuard() { set_num_threads(saved); }
-};
-
-// max |a - ref| / max(|ref|, 1e-2 * max|ref|): relative, except near zero where float
-// rounding of a long sum is measured against the tensor's scale.
-template <typename A, typename B>
-double scaled_rel_diff(const A& a, const B& ref) {
-  REQUIRE(a.size() == ref.size());
-  double mx = 0;
-  for (int64_t i = 0; i < ref.size(); ++i) mx = std::max(mx, std::abs(double(ref[i])));
-  double floor = std::max(1e-2 * mx, 1e-30), m = 0;
-  for (int64_t i = 0; i < ref.size(); ++i)
-    m = std::max(
-        m, std::abs(double(a[i]) - double(ref[i])) / std::max(std::abs(double(ref[i])), floor));
-  return m;
-}
+using mt::scaled_rel_diff;
+using mt::ThreadGuard;
 
 double& worst_kernel_error() {
   static double w = 0;

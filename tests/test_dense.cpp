@@ -10,26 +10,8 @@
 
 using namespace minicnn;
 
-namespace {
-
-struct ThreadGuard {
-  int saved = num_threads();
-  ~ThreadGuard() { set_num_threads(saved); }
-};
-
-template <typename A, typename B>
-double scaled_rel_diff(const A& a, const B& ref) {
-  REQUIRE(a.size() == ref.size());
-  double mx = 0;
-  for (int64_t i = 0; i < ref.size(); ++i) mx = std::max(mx, std::abs(double(ref[i])));
-  double floor = std::max(1e-2 * mx, 1e-30), m = 0;
-  for (int64_t i = 0; i < ref.size(); ++i)
-    m = std::max(
-        m, std::abs(double(a[i]) - double(ref[i])) / std::max(std::abs(double(ref[i])), floor));
-  return m;
-}
-
-}  // namespace
+using mt::scaled_rel_diff;
+using mt::ThreadGuard;
 
 TEST_CASE("Dense gradients match finite differences (double)") {
   struct C {

@@ -219,12 +219,9 @@ void compare_with_reference(const ConvGeometry& g, Rng& rng, Activation act, boo
   REQUIRE(worst < 1e-5);
 }
 
-struct ThreadGuard {
-  int saved = num_threads();
-  ~ThreadGuard() { set_num_threads(saved); }
-};
-
 }  // namespace
+
+using mt::ThreadGuard;
 
 TEST_CASE("dwconv2d fast 3x3 kernels match the reference (random shapes, 1-3 threads)") {
   ThreadGuard guard;

@@ -69,6 +69,26 @@ double max_rel_diff(const A& a, const B& b, double floor = 1e-3) {
   return m;
 }
 
+// max |a - ref| / max(|ref|, 1e-2 * max|ref|): relative, except near zero where float
+// rounding of a long sum is measured against the tensor's scale (fast vs reference kernels).
+template <typename A, typename B>
+double scaled_rel_diff(const A& a, const B& ref) {
+  REQUIRE(a.size() == ref.size());
+  double mx = 0;
+  for (int64_t i = 0; i < ref.size(); ++i) mx = std::max(mx, std::abs(double(ref[i])));
+  double floor = std::max(1e-2 * mx, 1e-30), m = 0;
+  for (int64_t i = 0; i < ref.size(); ++i)
+    m = std::max(
+        m, std::abs(double(a[i]) - double(ref[i])) / std::max(std::abs(double(ref[i])), floor));
+  return m;
+}
+
+// Restores the OpenMP thread count a test changed.
+struct ThreadGuard {
+  int saved = minicnn::num_threads();
+  ~ThreadGuard() { minicnn::set_num_threads(saved); }
+};
+
 // ||a - n|| / max(||a|| + ||n||, tiny): relative error of a whole gradient tensor.
 inline double rel_error(const std::vector<double>& a, const std::vector<double>& n) {
   double d = 0, na = 0, nn = 0;
