@@ -66,18 +66,8 @@ class DenseT : public LayerT<T> {
     bool param_grads = this->trainable_ && kernel_->trainable;
     if (!param_grads && !need_input_grad) return this->empty_;
     int64_t n = dy.dim(0), in = this->input_shape_[0];
-    const T* dz = dy.data();
-    if (activation_ != Activation::Linear) {
-      dz_.resize(dy.shape());
-      kernels::activate_backward(activation_, this->output_.data(), dy.data(), dz_.data(),
-                                 dy.size());
-      dz = dz_.data();
-    }
-    T* dx = nullptr;
-    if (need_input_grad) {
-      this->dinput_.resize(this->input_.shape());
-      dx = this->dinput_.data();
-    }
+    const T* dz = this->preactivation_grad(activation_, dy, dz_);
+    T* dx = this->input_grad_buffer(need_input_grad);
     T* dw = param_grads ? kernel_->grad.data() : nullptr;
     T* db = param_grads && use_bias_ && bias_->trainable ? bias_->grad.data() : nullptr;
     kernels::dense_backward<T>(n, in, units_, this->input_.data(), kernel_->value.data(), dz, dx,

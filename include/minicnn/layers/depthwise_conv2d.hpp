@@ -139,11 +139,7 @@ class DepthwiseConv2DT : public LayerT<T> {
       activation_backward(dy.data(), dz_.data(), dy.size());
       dz = dz_.data();
     }
-    T* dx = nullptr;
-    if (need_input_grad) {
-      this->dinput_.resize(this->input_.shape());
-      dx = this->dinput_.data();
-    }
+    T* dx = this->input_grad_buffer(need_input_grad);
     T* dw = wgrad ? kernel_->grad.data() : nullptr;
     T* db = (wgrad && bias_ && bias_->trainable) ? bias_->grad.data() : nullptr;
     kernels::dwconv2d_nhwc_backward<T>(g, this->input_.data(), dz, kernel_->value.data(), dx, dw,

@@ -24,6 +24,7 @@
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
+#include "../kernels/activation.hpp"
 
 namespace minicnn {
 
@@ -207,6 +208,20 @@ class LayerT {
       throw ShapeError(type() + " '" + name_ + "': input has shape " + s.str() + ", expected " +
                        input_shape_.batched_str());
     if (s[0] == 0) throw ShapeError(type() + " '" + name_ + "': input batch is empty " + s.str());
+  }
+  // dL/dx buffer for backward, sized like the last input; null when not wanted.
+  T* input_grad_buffer(bool need_input_grad) {
+    if (!need_input_grad) return nullptr;
+    dinput_.resize(input_.shape());
+    return dinput_.data();
+  }
+  // dL/d(pre-activation) of a layer whose activation is fused into its output: dy itself
+  // when linear, else computed from the stored output into `scratch`.
+  const T* preactivation_grad(Activation act, ConstView<T> dy, Tensor<T>& scratch) {
+    if (act == Activation::Linear) return dy.data();
+    scratch.resize(dy.shape());
+    kernels::activate_backward(act, output_.data(), dy.data(), scratch.data(), dy.size());
+    return scratch.data();
   }
   // Whether this call should behave as in training (frozen layers never do).
   bool training_mode(bool training) const { return training && trainable_; }
