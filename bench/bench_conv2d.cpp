@@ -7,6 +7,8 @@
 // medians; compare with PyTorch in the same session (the machine is shared and noisy).
 #include <benchmark/benchmark.h>
 
+#include "bench_support.hpp"
+
 #include <cstdlib>
 #include <vector>
 
@@ -19,19 +21,8 @@ using namespace minicnn;
 
 namespace {
 
-constexpr int64_t kBatch = 32;
-
-int bench_threads() {
-  const char* e = std::getenv("MINICNN_THREADS");
-  int n = e ? std::atoi(e) : 2;
-  return n > 0 ? n : 2;
-}
-
-TensorF random_tensor(const Shape& s, Rng& rng, double scale) {
-  TensorF t(s);
-  for (auto& v : t) v = static_cast<float>(rng.uniform(-scale, scale));
-  return t;
-}
+using bench::kBatch;
+using bench::random_tensor;
 
 struct ConvSetup {
   ConvGeometry g;
@@ -55,11 +46,11 @@ struct ConvSetup {
 void set_counters(benchmark::State& st, double flops) {
   st.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["threads"] = bench_threads();
+  st.counters["threads"] = bench::threads();
 }
 
 void run_fwd(benchmark::State& st, int64_t k, int64_t stride) {
-  set_num_threads(bench_threads());
+  set_num_threads(bench::threads());
   ConvSetup s(st.range(0), st.range(1), st.range(2), k, stride);
   for (auto _ : st) {
     kernels::conv2d_forward<float>(s.g, s.x.data(), s.w.data(), s.b.data(), Activation::Linear,
@@ -71,7 +62,7 @@ void run_fwd(benchmark::State& st, int64_t k, int64_t stride) {
 }
 
 void run_bwd(benchmark::State& st, int64_t k, int64_t stride) {
-  set_num_threads(bench_threads());
+  set_num_threads(bench::threads());
   ConvSetup s(st.range(0), st.range(1), st.range(2), k, stride);
   for (auto _ : st) {
     kernels::conv2d_backward<float>(s.g, s.x.data(), s.w.data(), s.dy.data(), s.dx.data(),

@@ -7,6 +7,8 @@
 // traffic (forward reads x and writes y; backward reads x and dy and writes dx).
 #include <benchmark/benchmark.h>
 
+#include "bench_support.hpp"
+
 #include <cstdlib>
 #include <minicnn/core/parallel.hpp>
 #include <minicnn/core/random.hpp>
@@ -17,19 +19,8 @@ using namespace minicnn;
 
 namespace {
 
-constexpr int64_t kBatch = 32;
-
-int bench_threads() {
-  const char* e = std::getenv("MINICNN_THREADS");
-  int n = e ? std::atoi(e) : 2;
-  return n > 0 ? n : 2;
-}
-
-TensorF random_tensor(const Shape& s, Rng& rng) {
-  TensorF t(s);
-  for (auto& v : t) v = static_cast<float>(rng.uniform(-1, 1));
-  return t;
-}
+using bench::kBatch;
+using bench::random_tensor;
 
 struct Problem {
   ConvGeometry g;
@@ -56,7 +47,7 @@ void set_counters(benchmark::State& st, double flops, double bytes) {
 }
 
 void BM_dw_fwd(benchmark::State& st) {
-  set_num_threads(bench_threads());
+  set_num_threads(bench::threads());
   Problem p(st);
   for (auto _ : st) {
     kernels::dwconv2d_nhwc_forward<float>(p.g, p.x.data(), p.w.data(), nullptr, Activation::Linear,
@@ -68,7 +59,7 @@ void BM_dw_fwd(benchmark::State& st) {
 }
 
 void BM_dw_bwd(benchmark::State& st) {
-  set_num_threads(bench_threads());
+  set_num_threads(bench::threads());
   Problem p(st);
   for (auto _ : st) {
     kernels::dwconv2d_nhwc_backward<float>(p.g, p.x.data(), p.dy.data(), p.w.data(), p.dx.data(),
