@@ -435,7 +435,6 @@ struct NNArgs {
   int64_t bstride = 0;              // floats between rows of B at bp (0: NV*16, a packed panel)
   __mmask16 mlast = 0xFFFF;         // valid columns of the panel's last vector
   __mmask16 bmask = 0xFFFF;         // columns of B's last vector to load (B read in place)
-  bool prefetch_b = false;          // prefetch B rows ahead (small-M products, bound by reading B)
   int64_t rows = int64_t(1) << 40;  // rows r >= rows of the tile are neither read nor written in C
   bool load_c = false;              // accumulate into C (else overwrite)
   bool epi = false;                 // apply bias / activation before storing
@@ -445,8 +444,10 @@ struct NNArgs {
 
 // C tile [MR x NV*16] = (C if load_c) + A tile * B panel, then the epilogue.
 // Rows r < skip belong to a previous tile (the last tile of a range is shifted back
-// to stay in bounds) and are neither read nor written.
-template <int MR, int NV>
+// to stay in bounds) and are neither read nor written. PrefetchB (the few-row products,
+// bound by reading B): prefetch B 16 rows ahead; a template flag so the large-product
+// tiles carry no test for it in their inner loop.
+template <int MR, int NV, bool PrefetchB = false>
 MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs& p) {
   const int64_t lda = p.lda, ldc = p.ldc;
   const __mmask16 mlast = p.mlast;
@@ -474,7 +475,7 @@ MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs
       for (int64_t k = k0; k < k1; ++k, bp += bstep) {
         // 16 rows ahead: measured best of 8/16/32 on the batch-1 3x3-map layers (B
         // streams from L3 there; +25-30% over the hardware prefetchers alone).
-        if (p.prefetch_b)
+        if constexpr (PrefetchB)
 #pragma GCC unroll 8
           for (int v = 0; v < NV; ++v)
             _mm_prefetch(reinterpret_cast<const char*>(bp + 16 * bstep + 16 * v), _MM_HINT_T0);
@@ -599,13 +600,13 @@ inline int small_rows_pad(int64_t M) {
 
 MINICNN_GEMM_INLINE void small_chunk(int mp, int w, const float* a, float* c, const NNArgs& p) {
   switch (mp * 4 + w) {
-    case 4 * 4 + 1: ukr_nn<4, 1>(a, c, 0, p); break;
-    case 4 * 4 + 2: ukr_nn<4, 2>(a, c, 0, p); break;
-    case 8 * 4 + 1: ukr_nn<8, 1>(a, c, 0, p); break;
-    case 8 * 4 + 2: ukr_nn<8, 2>(a, c, 0, p); break;
-    case 12 * 4 + 1: ukr_nn<12, 1>(a, c, 0, p); break;
-    case 12 * 4 + 2: ukr_nn<12, 2>(a, c, 0, p); break;
-    default: ukr_nn<16, 1>(a, c, 0, p); break;
+    case 4 * 4 + 1: ukr_nn<4, 1, true>(a, c, 0, p); break;
+    case 4 * 4 + 2: ukr_nn<4, 2, true>(a, c, 0, p); break;
+    case 8 * 4 + 1: ukr_nn<8, 1, true>(a, c, 0, p); break;
+    case 8 * 4 + 2: ukr_nn<8, 2, true>(a, c, 0, p); break;
+    case 12 * 4 + 1: ukr_nn<12, 1, true>(a, c, 0, p); break;
+    case 12 * 4 + 2: ukr_nn<12, 2, true>(a, c, 0, p); break;
+    default: ukr_nn<16, 1, true>(a, c, 0, p); break;
   }
 }
 
@@ -659,12 +660,10 @@ inline void nn_small_avx512(int64_t M, int64_t N, int64_t K, const float* A, int
       for_each_panel(nvec, [&](int64_t v0, int nv) {
         const float* panel = B + k0 * npad + v0 * 16 * p.kc;
         p.bstride = nv * 16;
-        p.prefetch_b = true;
         run_chunks(v0, nv, [&](int c0) { return panel + c0 * 16; });
       });
     } else {
       p.bstride = ldb;
-      p.prefetch_b = true;
       run_chunks(0, static_cast<int>(nvec), [&](int c0) { return B + k0 * ldb + c0 * 16; });
     }
   }
