@@ -2,7 +2,8 @@
 """Times minicnn's convolution benchmarks and PyTorch on the same MobileNetV2 layer
 shapes (96x96 input, batch 32) in one run, and prints the ratio table at 1 and 2 threads.
 
-    /usr/bin/python3 bench/compare_pytorch.py [--build build] [--threads 1 2] [--rounds 3] [--markdown out.md]
+    /usr/bin/python3 bench/compare_pytorch.py [--build build] [--threads 1 2] [--rounds 3] [--kinds dw]
+                                          [--markdown out.md]
 
 The PyTorch peer is tuned the way a careful user would tune it:
   * Debian's python3-torch uses the reference BLAS unless OpenBLAS is installed
@@ -172,9 +173,12 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds per thread count (each shape: both peers back to back)")
+    ap.add_argument("--kinds", nargs="+", choices=["conv", "dw", "pw"], default=["conv", "dw", "pw"],
+                    help="only these layer kinds (default: all)")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--json", help="write raw timings to this file")
     args = ap.parse_args()
+    SHAPES[:] = [sh for sh in SHAPES if sh[0] in args.kinds]
     import torch
     lines = [f"PyTorch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}, "
              f"batch {BATCH}, 96x96 MobileNetV2 shapes; times in us; each shape timed by both peers back "

@@ -250,6 +250,58 @@ TEST_CASE("dwconv2d fast 3x3 kernels match the reference (random shapes, 1-3 thr
                                     << err.worst);
 }
 
+TEST_CASE("dwconv2d fast kernels: outputs large enough for streaming stores match the reference") {
+  // Outputs above 1 MiB per thread with C a multiple of the vector width are written with
+  // streaming stores; these shapes take that path (checked), at 1-3 threads, with every
+  // padding case (even and odd sizes, same and valid) and a tail-free channel count.
+  ThreadGuard guard;
+  KernelErrors err;
+  const int64_t MiB = int64_t(1) << 20;
+  int streamed = 0;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Rng rng(400 + threads);
+    const ConvGeometry gs[] = {make_conv_geometry(2, 45, 47, 192, 192, 3, 3, 1, 1, Padding::Same),
+                               make_conv_geometry(2, 41, 40, 96, 96, 3, 3, 1, 1, Padding::Valid),
+                               make_conv_geometry(4, 66, 64, 128, 128, 3, 3, 2, 2, Padding::Same),
+                               make_conv_geometry(3, 65, 63, 48, 48, 3, 3, 2, 2, Padding::Same),
+                               make_conv_geometry(2, 50, 49, 144, 144, 3, 3, 2, 2, Padding::Valid)};
+    for (const auto& g : gs) {
+      const int64_t in_bytes = g.n * g.in_h * g.in_w * g.in_c * 4;
+      const int64_t out_bytes = g.n * g.out_h * g.out_w * g.in_c * 4;
+      if (in_bytes > threads * MiB) ++streamed;   // backward dx
+      if (out_bytes > threads * MiB) ++streamed;  // forward y
+      for (Activation act : {Activation::Linear, Activation::ReLU6})
+        compare_with_reference(g, rng, act, act == Activation::ReLU6, true, err);
+    }
+  }
+  CHECK(streamed == 17);  // of 30 outputs; the rest take plain stores, also compared
+  // Where the predicate says no: a channel tail, an unaligned base, a small output.
+  alignas(64) static float buf[64];
+  using kernels::dw_detail::stream_output;
+  const int64_t big = 4 * MiB;
+  CHECK(stream_output(buf, 192, big, 2) == kernels::dw_detail::kCanStream);
+  CHECK_FALSE(stream_output(buf, 150, big, 2));
+  CHECK_FALSE(stream_output(buf + 1, 192, big, 2));
+  CHECK_FALSE(stream_output(buf, 192, MiB / 4, 1));
+  MESSAGE("streaming-size kernels vs reference: worst normwise relative error " << err.worst);
+}
+
+TEST_CASE("dwconv2d: the vector path is the one the compile target selects") {
+  // tests/CMakeLists.txt builds this file for each path; make sure each build runs its own.
+#if defined(__AVX512F__)
+  const int64_t lanes = 16;
+  const bool stream = true;
+#else
+  const int64_t lanes = 8;
+  const bool stream = false;
+#endif
+  CHECK(kernels::dw_detail::kLanes == lanes);
+  CHECK(kernels::dw_detail::kCanStream == stream);
+  MESSAGE("depthwise vector path: " << kernels::dw_detail::kLanes << " lanes, streaming stores "
+                                    << std::string(kernels::dw_detail::kCanStream ? "on" : "off"));
+}
+
 TEST_CASE("dwconv2d dispatch: generic float path (5x5, mixed strides) matches the reference") {
   ThreadGuard guard;
   KernelErrors err;
