@@ -163,6 +163,39 @@ def table(ours, theirs, title):
     return lines
 
 
+def per_round(rounds, title):
+    """Ratio of sums per kind and direction within each round: both peers' times in a round were
+    taken back to back, so this is the paired statistic (the best-round table mixes each peer's
+    best round)."""
+    mc, pt = rounds["minicnn"], rounds["pytorch"]
+    n = min(len(v) for v in mc.values())
+    lines = ["", title, "", "| kind | direction | " + " | ".join(f"round {r + 1}" for r in range(n)) +
+             " | median |", "|---|---|" + "---|" * (n + 1)]
+    for kind in sorted({sh[0] for sh in SHAPES}):
+        for d in ("bwd", "fwd"):
+            names = [bench_name(*sh, d) for sh in SHAPES if sh[0] == kind]
+            names = [nm for nm in names if nm in mc and nm in pt]
+            if not names:
+                continue
+            ratios = [sum(pt[nm][r] for nm in names) / sum(mc[nm][r] for nm in names) for r in range(n)]
+            lines.append(f"| {kind} | {d} | " + " | ".join(f"{x:.2f}" for x in ratios) +
+                         f" | {statistics.median(ratios):.2f} |")
+    return lines
+
+
+def render(raw, rounds_count, lines):
+    for t, rounds in raw.items():
+        t = int(t)
+        best = {p: {n: min(v) for n, v in r.items()} for p, r in rounds.items()}
+        med = {p: {n: statistics.median(v) for n, v in r.items()} for p, r in rounds.items()}
+        tn = f"{t} thread{'s' if t > 1 else ''}"
+        lines += table(best["minicnn"], best["pytorch"], f"### {tn}: best round (min over rounds of the round medians)")
+        if rounds_count > 1:
+            lines += table(med["minicnn"], med["pytorch"], f"### {tn}: median over rounds")
+            lines += per_round(rounds, f"### {tn}: ratio of sums within each round")
+    return lines
+
+
 def main():
     if os.environ.get("GLIBC_TUNABLES") != TUNABLES:
         os.environ["GLIBC_TUNABLES"] = TUNABLES
@@ -177,23 +210,22 @@ def main():
                     help="only these layer kinds (default: all)")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--json", help="write raw timings to this file")
+    ap.add_argument("--from-json", help="only print the tables of raw timings saved with --json")
     args = ap.parse_args()
     SHAPES[:] = [sh for sh in SHAPES if sh[0] in args.kinds]
+    if args.from_json:
+        with open(args.from_json) as f:
+            raw = json.load(f)
+        n = min(len(v) for r in raw.values() for v in r["minicnn"].values())
+        print("\n".join(render(raw, n, [f"(tables of {args.from_json})"])))
+        return
     import torch
     lines = [f"PyTorch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}, "
              f"batch {BATCH}, 96x96 MobileNetV2 shapes; times in us; each shape timed by both peers back "
              f"to back in each of {args.rounds} rounds (median of {args.reps} repetitions per round); "
              f"ratio = PyTorch / minicnn (>1 = minicnn faster)"]
-    raw = {}
-    for t in args.threads:
-        rounds = measure(args, t)
-        raw[t] = rounds
-        best = {p: {n: min(v) for n, v in r.items()} for p, r in rounds.items()}
-        med = {p: {n: statistics.median(v) for n, v in r.items()} for p, r in rounds.items()}
-        tn = f"{t} thread{'s' if t > 1 else ''}"
-        lines += table(best["minicnn"], best["pytorch"], f"### {tn}: best round (min over rounds of the round medians)")
-        if args.rounds > 1:
-            lines += table(med["minicnn"], med["pytorch"], f"### {tn}: median over rounds")
+    raw = {t: measure(args, t) for t in args.threads}
+    lines = render(raw, args.rounds, lines)
     text = "\n".join(lines)
     print(text)
     if args.markdown:
