@@ -287,6 +287,31 @@ TEST_CASE("dwconv2d fast kernels: outputs large enough for streaming stores matc
   MESSAGE("streaming-size kernels vs reference: worst normwise relative error " << err.worst);
 }
 
+TEST_CASE("dwconv2d fast kernels: stride-1 backward row groups on small maps match the reference") {
+  // Maps narrower than 48 pixels are swept several rows per call (s1_group_rows): groups
+  // that span two images, end early at a thread's band, cover padding rows, or are one row.
+  ThreadGuard guard;
+  KernelErrors err;
+  const int64_t dims[][3] = {{3, 3, 5},   {6, 6, 7},  {5, 7, 4}, {1, 9, 3},
+                             {12, 12, 2}, {2, 47, 2}, {7, 1, 6}};
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Rng rng(500 + threads);
+    for (const auto& d : dims)
+      for (int64_t C : {16, 40}) {
+        for (Padding p : {Padding::Same, Padding::Valid}) {
+          if (p == Padding::Valid && (d[0] < 3 || d[1] < 3)) continue;
+          const auto g = make_conv_geometry(d[2], d[0], d[1], C, C, 3, 3, 1, 1, p);
+          compare_with_reference(g, rng, Activation::Linear, true, true, err);
+        }
+      }
+  }
+  CHECK(kernels::dw_detail::s1_group_rows(3) == 16);
+  CHECK(kernels::dw_detail::s1_group_rows(6) == 8);
+  CHECK(kernels::dw_detail::s1_group_rows(48) == 1);
+  MESSAGE("row groups vs reference: worst normwise relative error " << err.worst);
+}
+
 TEST_CASE("dwconv2d: the vector path is the one the compile target selects") {
   // tests/CMakeLists.txt builds this file for each path; make sure each build runs its own.
 #if defined(__AVX512F__)
