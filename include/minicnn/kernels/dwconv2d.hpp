@@ -623,13 +623,6 @@ inline void dw_block(const float* xrow, const float* const* dz_in, const int* kh
   }
 }
 
-// Stride-1 dx AND dW/db for one input row and one channel block in one sweep. Input pixel
-// iw meets the nine values dy[kh][iw + pl - kw] (dy row kh = ih + pad_top - kh, a zero row
-// where that is padding): dx[iw] is their sum weighted by w[kh][kw], and each of them adds
-// x[iw] * dy into its tap's dW. A 3x3 window of dy vectors slides along the row, so every
-// dy, x and w value is loaded once per row and channel block instead of once per tap in two
-// separate sweeps: 4 loads per 18 FMAs instead of ~15. Without W (frozen layer) only dx,
-// with the same summation order, so dx does not depend on whether the layer trains.
 // One input row of the stride-1 fused pass: x (null without W), its three dy rows (kh = 0,
 // 1, 2; a zero row where that is padding), dx, and which dy rows go into the bias gradient.
 struct S1Row {
@@ -649,6 +642,13 @@ inline int s1_group_rows(int64_t in_w) {
       std::clamp<int64_t>((48 + in_w - 1) / std::max<int64_t>(in_w, 1), 1, kS1MaxGroup));
 }
 
+// Stride-1 dx AND dW/db for a group of input rows and one channel block, one sweep per row. Input
+// pixel iw meets the nine values dy[kh][iw + pl - kw] (dy row kh = ih + pad_top - kh, a zero row
+// where that is padding): dx[iw] is their sum weighted by w[kh][kw], and each of them adds
+// x[iw] * dy into its tap's dW. A 3x3 window of dy vectors slides along the row, so every
+// dy, x and w value is loaded once per row and channel block instead of once per tap in two
+// separate sweeps: 4 loads per 18 FMAs instead of ~15. Without W (frozen layer) only dx,
+// with the same summation order, so dx does not depend on whether the layer trains.
 template <bool Tail, bool W, bool NT>
 inline void s1_fused_block(const S1Row* rows, int nr, const float* w, float* pw, const Cols& g,
                            int64_t c0, Mask m) {
