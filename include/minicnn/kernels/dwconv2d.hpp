@@ -238,10 +238,6 @@ inline void st(float* p, V v, Mask m) {
 // far apart in time (different channel blocks), so the write-combining buffer would flush
 // partial lines. Measured 6.5x slower on 32@48 forward.
 constexpr bool kCanStream = false;
-inline void st_stream(float* p, V v) {
-  st<false>(p, v, Mask{});
-}
-inline void stream_fence() {}
 inline V vzero() {
   return _mm256_setzero_ps();
 }
@@ -296,10 +292,6 @@ inline V vmap(V a, V b, F f) {
   return r;
 }
 constexpr bool kCanStream = false;
-inline void st_stream(float* p, V v) {
-  st<false>(p, v, Mask{});
-}
-inline void stream_fence() {}
 inline V vzero() {
   return V{};
 }
@@ -322,6 +314,14 @@ inline V vmax(V a, V b) {
 inline V vmin(V a, V b) {
   return vmap(a, b, [](Part x, Part y) { return x < y ? x : y; });
 }
+#endif
+
+#if MINICNN_DW_ISA != 2
+// Paths without streaming stores (kCanStream false): plain stores, nothing to fence.
+inline void st_stream(float* p, V v) {
+  st<false>(p, v, Mask{});
+}
+inline void stream_fence() {}
 #endif
 
 // Out-of-image taps read this instead (selected by pointer, so edge columns stay branch-free).
