@@ -132,6 +132,10 @@ class Tensor {
     shape_ = shape;
   }
   void copy_from(ConstView<T> v) {
+    if (!v.data()) {  // a default (rank 0, unallocated) tensor copies as one
+      *this = Tensor();
+      return;
+    }
     resize(v.shape());
     if (v.size()) std::memcpy(data(), v.data(), sizeof(T) * v.size());
   }

@@ -32,7 +32,7 @@ namespace kernels {
 template <typename T>
 inline T activate(Activation a, T x) {
   switch (a) {
-    case Activation::ReLU: return x > T(0) ? x : T(0);
+    case Activation::ReLU: return x < T(0) ? T(0) : x;  // NaN stays NaN, as in TF
     case Activation::ReLU6: return std::min(std::max(x, T(0)), T(6));
     default: return x;
   }
@@ -52,7 +52,7 @@ inline T activate_grad_from_output(Activation a, T y, T dy) {
 template <typename T>
 inline void activate_inplace(Activation a, T* y, int64_t n) {
   if (a == Activation::ReLU) {
-    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > T(0) ? y[i] : T(0);
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] < T(0) ? T(0) : y[i];
   } else if (a == Activation::ReLU6) {
     for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], T(0)), T(6));
   }

@@ -330,10 +330,12 @@ alignas(64) inline constexpr float kZeros[16] = {};
 // Activation as a template constant so the epilogue is branch-free.
 template <int A>
 inline V act(V v) {
+  // The constant goes first: x86 max/min return their second operand when one is NaN, so a
+  // NaN (a diverged network) propagates as in TF instead of turning into 0 or 6.
   if constexpr (A == 1)
-    return vmax(v, vzero());
+    return vmax(vzero(), v);
   else if constexpr (A == 2)
-    return vmin(vmax(v, vzero()), vset(6.f));
+    return vmin(vset(6.f), vmax(vzero(), v));
   else
     return v;
 }

@@ -512,8 +512,9 @@ MINICNN_GEMM_INLINE void ukr_nn(const float* a, float* c, int skip, const NNArgs
       for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) {
-          acc[r][v] = _mm512_maskz_max_ps(0xFFFF, acc[r][v], zero);
-          if (six_cap) acc[r][v] = _mm512_maskz_min_ps(0xFFFF, acc[r][v], six);
+          // Constant first: the second operand wins when one is NaN, so NaN propagates.
+          acc[r][v] = _mm512_maskz_max_ps(0xFFFF, zero, acc[r][v]);
+          if (six_cap) acc[r][v] = _mm512_maskz_min_ps(0xFFFF, six, acc[r][v]);
         }
     }
   }

@@ -24,6 +24,12 @@ class ReLUT : public LayerT<T> {
                         std::to_string(max_value));
   }
   std::string type() const override { return "ReLU"; }
+  // max_value is null when unbounded (Keras' None).
+  nlohmann::json config() const override {
+    nlohmann::json c = {{"name", this->name_}, {"max_value", nullptr}};
+    if (!std::isinf(max_value_)) c["max_value"] = max_value_;
+    return c;
+  }
   // +infinity when unbounded.
   double max_value() const { return max_value_; }
 
@@ -36,7 +42,7 @@ class ReLUT : public LayerT<T> {
     T* y = this->output_.data();
     const int64_t n = x.size();
     if (std::isinf(max_value_)) {
-      for (int64_t i = 0; i < n; ++i) y[i] = xp[i] > T(0) ? xp[i] : T(0);
+      for (int64_t i = 0; i < n; ++i) y[i] = xp[i] < T(0) ? T(0) : xp[i];  // NaN propagates
     } else {
       const T hi = T(max_value_);
       for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(xp[i], T(0)), hi);
@@ -77,6 +83,9 @@ class SoftmaxT : public LayerT<T> {
  public:
   explicit SoftmaxT(std::string name) : LayerT<T>(std::move(name)) {}
   std::string type() const override { return "Softmax"; }
+  nlohmann::json config() const override { return {{"name", this->name_}, {"axis", -1}}; }
+  bool softmax_output() const override { return true; }
+  ConstView<T> logits() const override { return this->input_; }
 
  protected:
   Shape build_impl(const Shape& in) override {
@@ -114,6 +123,11 @@ class SoftmaxT : public LayerT<T> {
       for (int64_t c = 0; c < C; ++c) dot += gr[c] * yr[c];
       for (int64_t c = 0; c < C; ++c) dxr[c] = yr[c] * (gr[c] - dot);
     }
+    return this->dinput_;
+  }
+  const Tensor<T>& backward_logits_impl(ConstView<T> dz, bool need_input_grad) override {
+    if (!need_input_grad) return this->empty_;
+    this->dinput_.copy_from(dz);
     return this->dinput_;
   }
 };

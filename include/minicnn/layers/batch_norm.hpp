@@ -37,6 +37,13 @@ class BatchNormalizationT : public LayerT<T> {
   }
 
   std::string type() const override { return "BatchNormalization"; }
+  nlohmann::json config() const override {
+    return {{"name", this->name_},
+            {"momentum", momentum_},
+            {"epsilon", epsilon_},
+            {"center", center_},
+            {"scale", scale_}};
+  }
 
   double momentum() const { return momentum_; }
   double epsilon() const { return epsilon_; }

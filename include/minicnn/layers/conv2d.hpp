@@ -54,6 +54,15 @@ class Conv2DT : public LayerT<T> {
   }
 
   std::string type() const override { return "Conv2D"; }
+  nlohmann::json config() const override {
+    return {{"name", this->name_},
+            {"filters", filters_},
+            {"kernel_size", {kh_, kw_}},
+            {"strides", {sh_, sw_}},
+            {"padding", to_string(padding_)},
+            {"use_bias", use_bias_},
+            {"activation", to_string(activation_)}};
+  }
 
   int64_t filters() const { return filters_; }
   std::pair<int64_t, int64_t> kernel_size() const { return {kh_, kw_}; }

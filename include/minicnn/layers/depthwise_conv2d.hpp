@@ -48,6 +48,12 @@ class DepthwiseConv2DT : public LayerT<T> {
   }
 
   std::string type() const override { return "DepthwiseConv2D"; }
+  nlohmann::json config() const override {
+    return {{"name", this->name_},   {"kernel_size", {kh_, kw_}},
+            {"strides", {sh_, sw_}}, {"padding", to_string(padding_)},
+            {"use_bias", use_bias_}, {"activation", to_string(activation_)},
+            {"depth_multiplier", 1}};
+  }
 
   ParameterT<T>& kernel() {
     if (!kernel_) throw Error(where() + "kernel() called before build");

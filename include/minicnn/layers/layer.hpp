@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
@@ -73,6 +75,10 @@ class LayerT {
   const std::string& name() const { return name_; }
   // Keras class name: "Conv2D", "BatchNormalization", ...
   virtual std::string type() const = 0;
+  // Keras get_config(): the constructor arguments that rebuild this layer
+  // (models/layer_config.hpp turns {"class_name": type(), "config": config()} back into one).
+  // Trainability is not part of it: a model file lists its frozen layers separately.
+  virtual nlohmann::json config() const { return {{"name", name_}}; }
 
   // Validates `input_shape` (no batch dimension), creates parameters, returns the output shape.
   // Building again on the same shape is a no-op; on another shape it is an error
@@ -126,6 +132,25 @@ class LayerT {
       throw ShapeError(type() + " '" + name_ + "': gradient has shape " + dy.shape().str() +
                        ", expected " + expect.str() + " (the output of the last forward)");
     return backward_impl(dy, need_input_grad);
+  }
+
+  // Layers whose output is a softmax over the last axis (Dense with activation "softmax",
+  // Softmax) expose the logits z and a backward that starts from dL/dz, so that a
+  // cross-entropy loss is computed from logits, as TF does for a softmax output
+  // (exact and finite where the probabilities underflow).
+  virtual bool softmax_output() const { return false; }
+  virtual ConstView<T> logits() const {
+    throw Error(type() + " '" + name_ + "': has no softmax output, so no logits");
+  }
+  // Like backward(), but given dL/dz for the logits of the last forward.
+  const Tensor<T>& backward_from_logits(ConstView<T> dz, bool need_input_grad = true) {
+    if (!softmax_output())
+      throw Error(type() + " '" + name_ + "': backward_from_logits on a layer without softmax");
+    Shape expect = output_shape_.with_leading(input_.shape()[0]);
+    if (dz.shape() != expect)
+      throw ShapeError(type() + " '" + name_ + "': logits gradient has shape " + dz.shape().str() +
+                       ", expected " + expect.str());
+    return backward_logits_impl(dz, need_input_grad);
   }
 
   // This layer's parameters and those of its children (containers), model order.
@@ -192,6 +217,9 @@ class LayerT {
   virtual Shape build_impl(const Shape& input_shape) = 0;
   virtual const Tensor<T>& forward_impl(ConstView<T> x, bool training) = 0;
   virtual const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) = 0;
+  virtual const Tensor<T>& backward_logits_impl(ConstView<T>, bool) {
+    throw Error(type() + " '" + name_ + "': has no softmax output");
+  }
 
   ParameterT<T>& add_parameter(const std::string& weight, const Shape& shape, bool state = false) {
     params_.push_back(std::make_unique<ParameterT<T>>(name_ + "/" + weight, shape, state));

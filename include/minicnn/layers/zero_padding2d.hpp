@@ -29,6 +29,9 @@ class ZeroPadding2DT : public LayerT<T> {
       : ZeroPadding2DT(std::move(name), pad_h, pad_h, pad_w, pad_w) {}
 
   std::string type() const override { return "ZeroPadding2D"; }
+  nlohmann::json config() const override {
+    return {{"name", this->name_}, {"padding", {{top_, bottom_}, {left_, right_}}}};
+  }
   int64_t top() const { return top_; }
   int64_t bottom() const { return bottom_; }
   int64_t left() const { return left_; }

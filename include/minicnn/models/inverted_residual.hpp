@@ -45,6 +45,17 @@ class InvertedResidualT : public LayerT<T> {
   }
 
   std::string type() const override { return "InvertedResidual"; }
+  nlohmann::json config() const override {
+    if (this->inference_only_)
+      throw ConfigError("InvertedResidual '" + this->name_ +
+                        "': a block folded for inference has no config (save the model before "
+                        "folding it)");
+    return {{"name", this->name_},
+            {"block_id", block_id_},
+            {"expansion", expansion_},
+            {"filters", filters_},
+            {"stride", stride_}};
+  }
 
   // "expanded_conv_" (block 0) or "block_<id>_".
   static std::string block_prefix(int64_t block_id) {

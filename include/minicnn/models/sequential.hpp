@@ -86,6 +86,12 @@ class SequentialT : public LayerT<T> {
   explicit SequentialT(std::string name = "sequential") : LayerT<T>(std::move(name)) {}
 
   std::string type() const override { return "Sequential"; }
+  // {"name", "layers": [{"class_name", "config"}, ...]}: Keras' Sequential config.
+  nlohmann::json config() const override {
+    nlohmann::json layers = nlohmann::json::array();
+    for (auto& l : layers_) layers.push_back({{"class_name", l->type()}, {"config", l->config()}});
+    return {{"name", this->name_}, {"layers", std::move(layers)}};
+  }
 
   // Constructs L(args...) at the end of the model and returns it.
   template <class L, class... A>
