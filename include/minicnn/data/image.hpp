@@ -3,6 +3,7 @@
 // PIL-compatible antialiased bilinear resizing, and the input preprocessing of
 // the Keras MobileNetV2 weights.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -211,6 +212,60 @@ inline Image resize_bilinear(const Image& in, int out_w, int out_h) {
     }
   }
   return out;
+}
+
+// Nearest-neighbour resize exactly as PIL's Image.resize(..., NEAREST) (Keras' default
+// interpolation in load_img and flow_from_directory): output pixel x takes source column
+// floor((x + 0.5) * in / out), with the position accumulated in double step by step as
+// PIL's affine scaler does, so that rounding picks the same pixels.
+inline Image resize_nearest(const Image& in, int out_w, int out_h) {
+  if (out_w <= 0 || out_h <= 0)
+    throw ConfigError("resize: target size " + std::to_string(out_w) + "x" + std::to_string(out_h) +
+                      " must be positive");
+  if (in.width <= 0 || in.height <= 0) throw ShapeError("resize: input image is empty");
+  if (out_w == in.width && out_h == in.height) return in;
+  auto table = [](int in_size, int out_size) {
+    std::vector<int> idx(out_size);
+    const double step = static_cast<double>(in_size) / out_size;
+    double pos = step * 0.5;
+    for (int i = 0; i < out_size; ++i, pos += step)
+      idx[i] = std::min(std::max(static_cast<int>(pos), 0), in_size - 1);
+    return idx;
+  };
+  const std::vector<int> xs = table(in.width, out_w), ys = table(in.height, out_h);
+  Image out;
+  out.width = out_w;
+  out.height = out_h;
+  out.pixels.resize(static_cast<size_t>(out_w) * out_h * 3);
+  for (int y = 0; y < out_h; ++y) {
+    const uint8_t* r = in.row(ys[y]);
+    uint8_t* o = out.row(y);
+    for (int x = 0; x < out_w; ++x) {
+      const uint8_t* s = r + static_cast<size_t>(xs[x]) * 3;
+      o[x * 3] = s[0];
+      o[x * 3 + 1] = s[1];
+      o[x * 3 + 2] = s[2];
+    }
+  }
+  return out;
+}
+
+// Which resampling turns a decoded image into the network's input size.
+enum class Interpolation {
+  Nearest,   // PIL NEAREST: Keras' default (flow_from_directory, load_img), the notebook's
+  Bilinear,  // PIL BILINEAR with antialiasing: smoother when shrinking large photos
+};
+inline Interpolation interpolation_from_string(const std::string& s) {
+  if (s == "nearest") return Interpolation::Nearest;
+  if (s == "bilinear") return Interpolation::Bilinear;
+  throw ConfigError("interpolation must be 'nearest' or 'bilinear', got '" + s + "'");
+}
+inline std::string to_string(Interpolation i) {
+  return i == Interpolation::Nearest ? "nearest" : "bilinear";
+}
+inline Image resize_image(const Image& in, int out_w, int out_h, Interpolation how) {
+  return how == Interpolation::Nearest ? resize_nearest(in, out_w, out_h)
+                                       : resize_bilinear(in, out_w, out_h);
 }
 
 // How pixel values become network inputs.

@@ -2,8 +2,10 @@
 // Used for exact test inputs (uint8 images), feature output and golden fixtures.
 // Every size in the header is checked against the file length before reading.
 #pragma once
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -157,10 +159,22 @@ inline NpyArray parse_npy(const std::vector<char>& file, const std::string& wher
 }
 
 inline std::vector<char> read_file_bytes(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw IoError("cannot read '" + path + "': it is a directory, expected a file");
+  errno = 0;
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError("cannot open '" + path + "' for reading");
-  std::vector<char> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) throw IoError("error while reading '" + path + "'");
+  if (!f)
+    throw IoError("cannot open '" + path + "' for reading" +
+                  (errno ? std::string(": ") + std::strerror(errno) : std::string()));
+  f.seekg(0, std::ios::end);
+  const std::streamoff n = f.tellg();
+  f.seekg(0, std::ios::beg);
+  if (n < 0 || !f) throw IoError("cannot determine the size of '" + path + "'");
+  std::vector<char> buf(static_cast<size_t>(n));
+  if (n > 0 && !f.read(buf.data(), n))
+    throw IoError("error while reading '" + path + "': got " + std::to_string(f.gcount()) + " of " +
+                  std::to_string(n) + " bytes");
   return buf;
 }
 
