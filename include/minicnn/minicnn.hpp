@@ -1,12 +1,18 @@
-// minicnn umbrella header: everything except the V4L2 camera
-// (include <minicnn/camera/v4l2.hpp> for that).
+// minicnn umbrella header: everything except the optional components, the V4L2 camera
+// (<minicnn/camera/v4l2.hpp>) and the pictures and HTML report (<minicnn/plot/plot.hpp>,
+// CMake target minicnn::plot, which needs cairo).
 #pragma once
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "core/random.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "data/augment.hpp"
+#include "data/exif.hpp"
+#include "data/folder.hpp"
 #include "data/image.hpp"
+#include "data/loader.hpp"
+#include "data/split.hpp"
 #include "io/format.hpp"
 #include "io/npy.hpp"
 #include "io/weights.hpp"
@@ -34,9 +40,22 @@
 #include "losses/categorical_crossentropy.hpp"
 #include "models/fold.hpp"
 #include "models/inverted_residual.hpp"
+#include "models/layer_config.hpp"
 #include "models/mobilenet_v2.hpp"
 #include "models/model.hpp"
+#include "models/saved_model.hpp"
 #include "models/sequential.hpp"
 #include "optim/adam.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/sgd.hpp"
+#include "train/batches.hpp"
+#include "train/callback.hpp"
+#include "train/callbacks.hpp"
+#include "train/graph.hpp"
+#include "train/history.hpp"
+#include "train/interrupt.hpp"
+#include "train/logs.hpp"
+#include "train/metrics.hpp"
+#include "train/model.hpp"
+#include "train/progbar.hpp"
+#include "train/transfer.hpp"
