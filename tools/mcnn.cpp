@@ -122,6 +122,70 @@ void for_batches(Models& models, const std::vector<Sample>& samples, std::option
   }
 }
 
+// Top-k classes of each image with a trained model file (models/saved_model.hpp): the file
+// says the input size, how training resized (nearest or bilinear), whether EXIF orientation
+// was applied, the preprocessing and the class names.
+int cmd_classify_model(const std::string& path, const std::vector<std::string>& images,
+                       std::optional<Preprocess> pre, int64_t batch, int top_k, bool as_json) {
+  LoadedNet l = load_model_file(path);
+  const Shape in = l.net->input_shape();
+  if (in.rank() != 3 || in[2] != 3)
+    throw ConfigError("'" + path + "' takes inputs " + in.batched_str() + ", not RGB images");
+  const int h = static_cast<int>(in[0]), w = static_cast<int>(in[1]);
+  fold_for_inference(*l.net);
+  const Preprocess p = pre.value_or(l.info.preprocess);
+  std::vector<Sample> samples;
+  for (const auto& a : images) {
+    if (ends_with(a, ".npy")) {
+      for (auto& s : read_inputs({a}, 0)) {
+        if (s.height != h || s.width != w)
+          throw ShapeError("'" + s.file + "' is " + std::to_string(s.height) + "x" +
+                           std::to_string(s.width) + ", the model takes " + std::to_string(h) +
+                           "x" + std::to_string(w));
+        samples.push_back(std::move(s));
+      }
+      continue;
+    }
+    std::vector<char> bytes = read_file_bytes(a);
+    Image img = decode_image_memory(bytes, "'" + a + "'");
+    if (l.info.exif_orientation) img = apply_exif_orientation(img, jpeg_exif_orientation(bytes));
+    img = resize_image(img, w, h, l.info.interpolation);
+    samples.push_back({a, h, w, std::move(img.pixels)});
+  }
+  const int64_t classes = l.net->output_shape()[0];
+  json results = json::array();
+  TensorF x;
+  for (size_t i = 0; i < samples.size(); i += size_t(batch)) {
+    const int64_t n = std::min<int64_t>(batch, int64_t(samples.size() - i));
+    x.resize(Shape{n, h, w, 3});
+    for (int64_t k = 0; k < n; ++k)
+      preprocess_into(samples[i + size_t(k)].rgb.data(), int64_t(h) * w * 3, p,
+                      x.data() + k * h * w * 3);
+    const TensorF& probs = l.net->forward(x, false);
+    for (int64_t k = 0; k < n; ++k) {
+      const float* pr = probs.data() + k * classes;
+      std::vector<int64_t> idx(static_cast<size_t>(classes));
+      std::iota(idx.begin(), idx.end(), 0);
+      const int64_t kk = std::min<int64_t>(top_k, classes);
+      std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(),
+                        [&](int64_t a, int64_t b) { return pr[a] > pr[b]; });
+      json top = json::array();
+      if (!as_json) std::printf("%s\n", samples[i + size_t(k)].file.c_str());
+      for (int64_t t = 0; t < kk; ++t) {
+        const std::string label = size_t(idx[t]) < l.info.class_names.size()
+                                      ? l.info.class_names[size_t(idx[t])]
+                                      : std::to_string(idx[t]);
+        top.push_back({{"index", idx[t]}, {"label", label}, {"prob", pr[idx[t]]}});
+        if (!as_json)
+          std::printf("  %5lld  %.4f  %s\n", (long long)idx[t], pr[idx[t]], label.c_str());
+      }
+      results.push_back({{"file", samples[i + size_t(k)].file}, {"top", top}});
+    }
+  }
+  if (as_json) std::cout << results.dump(1) << "\n";
+  return 0;
+}
+
 int cmd_inspect(const std::string& path, bool as_json) {
   McnnFile f = read_mcnn(path);
   int64_t total = 0;
@@ -241,7 +305,7 @@ int main(int argc, char** argv) {
 
   std::string file, weights, labels_path, out_path, preprocess_name;
   std::vector<std::string> images;
-  int64_t size = 0, batch = 32;
+  int64_t size = 0, bench_size = 96, batch = 32;
   int threads = num_threads(), warmup = 5, runs = 30, top_k = 5;
   bool as_json = false, profile = false;
 
@@ -252,7 +316,8 @@ int main(int argc, char** argv) {
 
   auto* bench = app.add_subcommand("bench", "time the folded forward pass (median after warm-up)");
   bench->add_option("--weights", weights, ".mcnn weights")->required();
-  bench->add_option("--size", size, "input height and width")->default_val(96);
+  // Its own variable: a default_val here would also set classify's and features' --size.
+  bench->add_option("--size", bench_size, "input height and width")->capture_default_str();
   bench->add_option("--batch", batch, "images per batch")
       ->default_val(32)
       ->check(CLI::PositiveNumber);
@@ -272,7 +337,8 @@ int main(int argc, char** argv) {
     c->add_option("--batch", batch, "images per forward pass")->check(CLI::PositiveNumber);
     c->add_option("IMAGE", images, "pictures, or .npy uint8 arrays (N, H, W, 3)")->required();
   };
-  auto* classify = app.add_subcommand("classify", "top-k classes of each image");
+  auto* classify = app.add_subcommand(
+      "classify", "top-k classes of each image (ImageNet weights or a model trained with minicnn)");
   add_common(classify);
   classify->add_option("--labels", labels_path,
                        "label file, one class per line (default: the file's class names)");
@@ -289,10 +355,17 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*inspect) return cmd_inspect(file, as_json);
-    if (*bench) return cmd_bench(weights, size, batch, threads, warmup, runs, as_json, profile);
+    if (*bench)
+      return cmd_bench(weights, bench_size, batch, threads, warmup, runs, as_json, profile);
     set_num_threads(threads);
     std::optional<Preprocess> pre;
     if (!preprocess_name.empty()) pre = preprocess_from_string(preprocess_name);
+    if (*classify && is_model_metadata(read_mcnn(weights).metadata)) {
+      if (size != 0)
+        throw ConfigError("--size: '" + weights +
+                          "' is a trained model; it takes the size it was trained at");
+      return cmd_classify_model(weights, images, pre, batch, top_k, as_json);
+    }
     if (size == 0) size = default_size(weights);
     auto samples = read_inputs(images, size);
 

@@ -3,7 +3,10 @@
 // 0-based epoch indices, and, beyond Keras, each epoch's wall seconds and why training
 // ended. Saved in checkpoints (to_json) so that a resumed run continues the same lists.
 #pragma once
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <vector>
@@ -54,6 +57,33 @@ struct History {
     }
     epoch.push_back(e);
     seconds.push_back(secs);
+  }
+
+  // CSVLogger's layout: "epoch" (0-based) then the sorted keys, one row per epoch; values
+  // in the shortest text that reads back exactly, empty where an epoch lacks a key.
+  std::string to_csv(char sep = ',') const {
+    std::vector<size_t> order(keys.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+    std::string out = "epoch";
+    for (size_t k : order) out += sep + keys[k];
+    out += "\n";
+    char buf[40];
+    for (size_t i = 0; i < size(); ++i) {
+      out += std::to_string(epoch[i]);
+      for (size_t k : order) {
+        out += sep;
+        const double v = values[k][i];
+        if (std::isnan(v)) continue;
+        for (int p = 1; p <= 17; ++p) {
+          std::snprintf(buf, sizeof buf, "%.*g", p, v);
+          if (std::strtod(buf, nullptr) == v) break;
+        }
+        out += buf;
+      }
+      out += "\n";
+    }
+    return out;
   }
 
   // NaN and infinities are stored as null (JSON has no NaN).

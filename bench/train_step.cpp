@@ -1,0 +1,182 @@
+// train_step: minicnn's frozen-base training step of the notebook recipe, timed inside
+// Model::fit (the counterpart of bench/torch_train_step.py): 96x96, batch 32, MobileNetV2
+// alpha 1.0 frozen (folded), head Dense 128 relu -> Dropout 0.5 -> Dense 12 softmax, Adam.
+//
+//   build/bin/train_step --weights weights/mobilenet_v2_1.0_224_no_top.mcnn
+//       [--data ../shared/datasets/jellybeans12] [--aug keras|none] [--workers 1]
+//       [--threads 2] [--steps 20] [--warmup 3] [--json]
+//
+// A step is what fit() does per batch: take the next batch from the ImageFlow (augmented and
+// preprocessed by --workers background threads, or inline with --workers 0), run the folded
+// base, the head forward and backward, and Adam. Step times are taken between consecutive
+// batch ends (LambdaCallback), so they include waiting for the loader. Also reported: the
+// phases timed alone (augmentation + preprocessing of a batch, base forward, head step).
+#include <CLI/CLI.hpp>
+#include <minicnn/minicnn.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+using namespace minicnn;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+double ms_since(clock_type::time_point t0) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+}
+
+// The first `n` training images of the folder, spread over the classes, or random pixels.
+ImageFolder sample_folder(const std::string& dir, int n, int size) {
+  ImageFolder d;
+  if (!dir.empty()) {
+    FolderOptions fo;
+    fo.height = fo.width = size;
+    fo.verbose = false;
+    ImageFolder all = load_image_folder(dir, fo);
+    d.class_names = all.class_names;
+    d.height = d.width = size;
+    for (int i = 0; i < n; ++i) {
+      const size_t k = size_t(i) * all.size() / size_t(n);
+      d.files.push_back(all.files[k]);
+      d.labels.push_back(all.labels[k]);
+      d.pixels.insert(d.pixels.end(), all.image(k), all.image(k) + all.image_bytes());
+    }
+    return d;
+  }
+  Rng r(1);
+  d.height = d.width = size;
+  for (int c = 0; c < 12; ++c) d.class_names.push_back("c" + std::to_string(c));
+  for (int i = 0; i < n; ++i) {
+    d.files.push_back("random/" + std::to_string(i));
+    d.labels.push_back(i % 12);
+    for (int k = 0; k < size * size * 3; ++k) d.pixels.push_back(uint8_t(r.below(256)));
+  }
+  return d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"train_step: time minicnn's frozen-base training step (notebook recipe)"};
+  std::string weights, data, aug = "keras";
+  int threads = num_threads(), workers = 1, steps = 20, warmup = 3, batch = 32, size = 96;
+  bool as_json = false;
+  app.add_option("--weights", weights, "ImageNet MobileNetV2 .mcnn (alpha 1.0)")->required();
+  app.add_option("--data", data, "class-folder dataset to take the images from (default: random)");
+  app.add_option("--aug", aug, "keras (the notebook's ImageDataGenerator) or none")
+      ->check(CLI::IsMember({"keras", "none"}));
+  app.add_option("--workers", workers, "loader threads (0: augment inline)")
+      ->check(CLI::Range(0, 16));
+  app.add_option("--threads", threads, "OpenMP threads")->check(CLI::Range(1, 1024));
+  app.add_option("--steps", steps, "timed steps")->check(CLI::Range(2, 100000));
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::Range(1, 1000));
+  app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 4096));
+  app.add_option("--size", size, "input height and width")->check(CLI::Range(32, 1024));
+  app.add_flag("--json", as_json, "one JSON object on stdout");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    set_num_threads(threads);
+    const int n = batch * (steps + warmup);
+    ImageFolder folder = sample_folder(data, n, size);
+    ClassifierOptions co;
+    co.base_weights = weights;
+    co.input_height = co.input_width = size;
+    co.classes = int64_t(folder.class_names.size());
+    co.seed = 1;
+    Model model(mobilenet_v2_classifier(co));
+    model.compile(std::make_unique<Adam>(1e-4));
+    FlowOptions fo;
+    fo.batch_size = batch;
+    fo.seed = 3;
+    fo.workers = workers;
+    if (aug == "keras") fo.augment = AugmentOptions::notebook();
+    ImageFlow flow(folder, fo);
+
+    // Whole steps inside fit().
+    std::vector<double> step_ms;
+    clock_type::time_point last;
+    auto timer = std::make_shared<LambdaCallback>();
+    timer->on_batch_end_fn = [&](int b, const Logs&) {
+      const auto now = clock_type::now();
+      if (b >= warmup)
+        step_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+      last = now;
+    };
+    FitOptions o;
+    o.epochs = 1;
+    o.verbose = 0;
+    o.cache_features = false;
+    o.callbacks = {timer};
+    last = clock_type::now();
+    model.fit(flow, nullptr, o);
+
+    // Phases alone, a batch at a time.
+    std::vector<double> aug_ms, base_ms, head_ms;
+    Batch b;
+    std::vector<size_t> ids(static_cast<size_t>(batch), 0);
+    TrainingGraph& g = model.graph();
+    Tensor<float> features(g.rest_input_shape().with_leading(batch));
+    CategoricalCrossentropy cce(true);
+    Adam adam(1e-4);
+    for (int s = 0; s < steps + warmup; ++s) {
+      for (int i = 0; i < batch; ++i) ids[size_t(i)] = size_t(s * batch + i);
+      auto t0 = clock_type::now();
+      flow.fill_batch(ids.data(), batch, 0, b);
+      const double a = ms_since(t0);
+      t0 = clock_type::now();
+      g.prefix_forward(b.x.view(), features.view());
+      const double f = ms_since(t0);
+      t0 = clock_type::now();
+      g.forward_rest(features.view(), true);
+      cce.forward(g.logits(), b.y.view());
+      g.zero_grad();
+      g.backward(cce.backward().view(), true);
+      adam.step(g.trainable_parameters());
+      const double h = ms_since(t0);
+      if (s >= warmup) {
+        aug_ms.push_back(a);
+        base_ms.push_back(f);
+        head_ms.push_back(h);
+      }
+    }
+    const double step = median(step_ms);
+    const double ips = batch / (step / 1000.0);
+    if (as_json) {
+      std::cout << nlohmann::json{{"config", std::string("minicnn aug=") + aug +
+                                                 " workers=" + std::to_string(workers)},
+                                  {"threads", threads},
+                                  {"batch", batch},
+                                  {"size", size},
+                                  {"steps", steps},
+                                  {"step_ms", step},
+                                  {"step_ms_all", step_ms},
+                                  {"images_per_sec", ips},
+                                  {"aug_ms", median(aug_ms)},
+                                  {"base_ms", median(base_ms)},
+                                  {"head_ms", median(head_ms)},
+                                  {"prefix_micro_batch", g.prefix_micro_batch()}}
+                       .dump()
+                << "\n";
+    } else {
+      std::printf(
+          "minicnn frozen-base step, %dx%d batch %d, aug %s, %d loader threads, %d OpenMP "
+          "threads:\n"
+          "  step %.2f ms median over %d steps (%.0f images/s)\n"
+          "  phases alone: augmentation+preprocessing %.2f ms, base forward %.2f ms, head step "
+          "%.2f ms\n",
+          size, size, batch, aug.c_str(), workers, threads, step, steps, ips, median(aug_ms),
+          median(base_ms), median(head_ms));
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "train_step: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
