@@ -178,6 +178,7 @@ class LayerT {
       if (p->is_state) continue;
       p->trainable = t;
       if (t && p->grad.shape() != p->value.shape()) p->grad = Tensor<T>(p->value.shape(), T(0));
+      if (!t) p->grad = Tensor<T>();  // a frozen base's gradients would double its memory
     }
   }
   void zero_grad() {

@@ -239,13 +239,15 @@ void apply_frozen_layer_names(LayerT<T>& model, const std::vector<std::string>& 
 }
 
 // An independent copy of `layer` (built for the same input shape) holding the same weights
-// and BatchNormalization statistics. The copy's trainability is not copied: it is trainable.
+// and BatchNormalization statistics, trainable or frozen as asked (a frozen copy allocates no
+// gradients).
 template <typename T>
-std::unique_ptr<LayerT<T>> clone_layer(LayerT<T>& layer) {
+std::unique_ptr<LayerT<T>> clone_layer(LayerT<T>& layer, bool trainable = true) {
   if (layer.inference_only())
     throw ConfigError(layer.type() + " '" + layer.name() +
                       "': cannot clone a layer folded for inference");
   auto copy = layer_from_config<T>(layer_config_node(layer));
+  if (!trainable) copy->set_trainable(false);
   if (layer.built()) {
     copy->build(layer.input_shape());
     auto src = layer.parameters();

@@ -37,7 +37,7 @@ template <typename T>
 class TrainingGraphT {
  public:
   // Bytes of prefix activations one micro-batch may use (its layers each keep an output).
-  static constexpr int64_t kPrefixActivationBudget = 48 << 20;
+  static constexpr int64_t kPrefixActivationBudget = 32 << 20;
 
   // Finds the boundary and (re)builds the folded prefix if the boundary or the frozen
   // weights changed since the last call; true when it did. Cheap when nothing changed
@@ -67,7 +67,7 @@ class TrainingGraphT {
     prefix_bytes_per_sample_ = 0;
     if (b > 0) {
       prefix_ = std::make_unique<SequentialT<T>>(net.name() + "/frozen");
-      for (size_t i = 0; i < b; ++i) prefix_->add(clone_layer(*units_[i]));
+      for (size_t i = 0; i < b; ++i) prefix_->add(clone_layer(*units_[i], /*trainable=*/false));
       prefix_->build(units_[0]->input_shape());
       prefix_->fold_for_inference();
       for (auto* l : prefix_->layers())
