@@ -108,8 +108,8 @@ TEST_CASE("Conv2D frozen: no parameter gradients, input gradient still exact") {
   const TensorD& y = layer.forward(x);
   TensorD dy(y.shape(), 1.0);
   CHECK(layer.backward(dy, false).empty());
-  for (auto* p : layer.parameters())
-    for (int64_t i = 0; i < p->grad.size(); ++i) CHECK(p->grad[i] == 0.0);
+  // Freezing releases the gradient storage (a frozen base would otherwise double its memory).
+  for (auto* p : layer.parameters()) CHECK(p->grad.empty());
 }
 
 namespace {
