@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """End-to-end tests of the `mcnn` command-line tool on the real weights and photos in
 ../shared: classify (decode, resize, preprocess, forward, top-5), features (.npy in,
-.npy out), inspect, bench --json, and clear errors for bad inputs.
+.npy out), inspect, bench --json, folders as IMAGE arguments, and clear errors for bad
+inputs, out-of-range options and requests for more memory than there is.
 Exit code 77 (ctest: skipped) when ../shared is absent."""
 import csv
 import json
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,8 +45,11 @@ def converted(kind):
     return out
 
 
-def mcnn(*args, ok=True):
-    r = subprocess.run([MCNN, *args], capture_output=True, text=True)
+def mcnn(*args, ok=True, address_space=None):
+    def limit():  # RLIMIT_AS: allocations beyond it fail as they would on a full machine
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    r = subprocess.run([MCNN, *args], capture_output=True, text=True,
+                       preexec_fn=limit if address_space else None)
     if ok and r.returncode != 0:
         raise SystemExit("mcnn %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr))
     return r
@@ -118,6 +124,64 @@ def main():
         np.save(bad, np.zeros((1, 8, 8, 3), np.float32))
         r = mcnn("features", "--weights", base, "--out", os.path.join(tmp, "x.npy"), bad, ok=False)
         check(r.returncode != 0 and "uint8" in r.stderr, "float .npy input: " + r.stderr.strip())
+
+        # 5. numeric options are range-checked, naming the option (nothing runs).
+        for args, option in ((["classify", "--weights", top, "--size", "-5", files[0]], "--size"),
+                             (["classify", "--weights", top, "--size", "100000", files[0]], "--size"),
+                             (["features", "--weights", base, "--out", "x.npy", "--size", "8", files[0]], "--size"),
+                             (["bench", "--weights", base, "--size", "-1"], "--size"),
+                             (["bench", "--weights", base, "--warmup", "-3"], "--warmup"),
+                             (["bench", "--weights", base, "--runs", "0"], "--runs"),
+                             (["bench", "--weights", base, "--batch", "0"], "--batch"),
+                             (["bench", "--weights", base, "--threads", "0"], "--threads"),
+                             (["classify", "--weights", top, "--batch", "-2", files[0]], "--batch"),
+                             (["classify", "--weights", top, "--top", "0", files[0]], "--top")):
+            r = mcnn(*args, ok=False)
+            check(r.returncode != 0 and r.stderr.startswith(option + ": ") and "not in range" in r.stderr
+                  and r.stdout == "", "%s refused: %s" % (" ".join(args[3:]), r.stderr.splitlines()[0]))
+        r = mcnn("bench", "--weights", base, "--size", "-1", ok=False)
+        check("negative dimension" not in r.stderr, "bench --size -1 does not reach the Shape check")
+
+        # 6. memory: a request beyond the machine is refused before allocating, saying what and
+        # how much; an allocation that fails anyway (here: a 1.5 GB address-space limit) is
+        # reported the same way instead of as a bare std::bad_alloc.
+        r = mcnn("bench", "--weights", base, "--size", "4096", "--batch", "4096", ok=False)
+        check(r.returncode == 1 and "a forward pass of 4096 images of 4096x4096 needs about" in r.stderr
+              and "TB" in r.stderr and "--batch" in r.stderr, "huge bench refused: " + r.stderr.strip())
+        asan = "libasan" in subprocess.run(["ldd", MCNN], capture_output=True, text=True).stdout
+        if asan:  # the sanitizer's shadow memory does not start under an address-space limit
+            print("skip out-of-memory check: sanitizer build")
+        else:
+            r = mcnn("bench", "--weights", base, "--size", "1024", "--batch", "4", "--runs", "1", "--warmup", "0",
+                     "--threads", "1", ok=False, address_space=1500 << 20)
+            check(r.returncode == 1 and "out of memory during a forward pass of 4 images of 1024x1024" in r.stderr
+                  and "needs about" in r.stderr and "bad_alloc" not in r.stderr,
+                  "allocation failure explained: " + r.stderr.strip())
+
+        # 7. a folder as IMAGE: searched recursively (sorted, hidden files and other extensions
+        # skipped), same answers as the files named one by one.
+        photos = os.path.join(tmp, "photos")
+        os.makedirs(os.path.join(photos, "b", "c"))
+        os.makedirs(os.path.join(photos, ".hidden"))
+        shutil.copy(files[0], os.path.join(photos, "b", "c", "z.bmp"))
+        shutil.copy(files[1], os.path.join(photos, "b", "a.bmp"))
+        shutil.copy(files[2], os.path.join(photos, ".hidden", "x.bmp"))
+        shutil.copy(files[2], os.path.join(photos, "b", ".y.bmp"))
+        open(os.path.join(photos, "b", "notes.txt"), "w").write("not a picture")
+        want = [os.path.join(photos, "b", "a.bmp"), os.path.join(photos, "b", "c", "z.bmp")]
+        got = json.loads(mcnn("classify", "--weights", top, "--size", "96", "--top", "2", "--json", photos).stdout)
+        one = json.loads(mcnn("classify", "--weights", top, "--size", "96", "--top", "2", "--json", *want).stdout)
+        check([g["file"] for g in got] == want and [g["top"] for g in got] == [o["top"] for o in one],
+              "classify on a folder: %s" % [os.path.relpath(g["file"], tmp) for g in got])
+        feats = os.path.join(tmp, "folder_features.npy")
+        mcnn("features", "--weights", base, "--size", "96", "--out", feats, photos)
+        check(np.load(feats).shape == (2, 1280), "features on a folder: one row per image")
+        empty = os.path.join(tmp, "empty")
+        os.makedirs(empty)
+        r = mcnn("classify", "--weights", top, files[0], empty, os.path.join(tmp, "nope.jpg"), ok=False)
+        check(r.returncode == 1 and "empty: folder holds no images" in r.stderr
+              and "nope.jpg: no such file or folder" in r.stderr and "basic_filebuf" not in r.stderr,
+              "unusable IMAGE arguments named: " + r.stderr.strip())
 
     print("%d passed, %d failed" % (len(passes), len(failures)))
     return 1 if failures else 0

@@ -4,8 +4,13 @@
 //   mcnn classify --weights F IMAGE...      top-k ImageNet labels
 //   mcnn features --weights F --out O.npy IMAGE...   pooled feature vectors
 // An IMAGE may be a picture file (decoded with stb_image, resized with PIL-compatible
-// antialiased bilinear filtering to the model's input size) or a .npy uint8 array of
-// shape (N, H, W, 3) used as is, so exact inputs can be fed.
+// antialiased bilinear filtering to the model's input size), a folder of pictures (searched
+// recursively, as haribo_predict does: models/classifier.hpp) or a .npy uint8 array of
+// shape (N, H, W, 3) used as is, so exact inputs can be fed. A trained model file is
+// classified through minicnn::Classifier, which prepares images as training did.
+// Outputs are row-aligned with the inputs, so any unusable input is an error.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <minicnn/minicnn.hpp>
 
@@ -13,8 +18,10 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <new>
 #include <numeric>
 #include <optional>
 
@@ -34,10 +41,85 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// What main() names when memory runs out: set before each step whose allocations grow
+// with the options (image size, batch, number of images).
+struct MemoryNeed {
+  std::string what, advice;
+  double bytes = 0;
+};
+MemoryNeed& memory_need() {
+  static MemoryNeed m;
+  return m;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"bytes", "KB", "MB", "GB", "TB", "PB"};
+  int u = 0;
+  while (b >= 1024 && u < 5) b /= 1024, ++u;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+double physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
+}
+
+// Records a step's memory for main() and refuses it outright when it cannot fit in the
+// machine's memory (rather than letting the kernel kill the process halfway).
+void expect_memory(const std::string& what, double bytes, const std::string& advice) {
+  memory_need() = {what, advice, bytes};
+  const double installed = physical_memory();
+  if (installed > 0 && bytes > installed)
+    throw ConfigError(what + " needs about " + human_bytes(bytes) + ", more than the " +
+                      human_bytes(installed) + " of memory of this machine; " + advice);
+}
+
+// Bytes a forward pass holds: the input batch and every layer's output (each layer keeps
+// its output buffer, models/sequential.hpp). Kernel scratch space comes on top.
+double forward_bytes(LayerT<float>& net, int64_t batch) {
+  double per_image = double(net.input_shape().size());
+  std::function<void(LayerT<float>&)> walk = [&](LayerT<float>& l) {
+    const auto children = l.children();
+    if (children.empty()) per_image += double(l.output_shape().size());
+    for (auto* c : children) walk(*c);
+  };
+  walk(net);
+  return per_image * double(batch) * sizeof(float);
+}
+
+void expect_forward(LayerT<float>& net, int64_t batch, const std::string& advice) {
+  const Shape in = net.input_shape();
+  expect_memory("a forward pass of " + std::to_string(batch) + " image" + (batch == 1 ? "" : "s") +
+                    " of " + std::to_string(in[0]) + "x" + std::to_string(in[1]),
+                forward_bytes(net, batch), advice);
+}
+
+// IMAGE arguments as files, folders expanded (models/classifier.hpp). Every row of the
+// output belongs to an input, so an unusable one stops the run, named with its reason.
+std::vector<std::string> input_files(const std::vector<std::string>& args) {
+  ImageInputs in = find_image_inputs(args);
+  if (!in.unusable.empty()) {
+    std::string list;
+    for (const auto& u : in.unusable) list += "\n  " + u.path + ": " + u.reason;
+    throw IoError(std::to_string(in.unusable.size()) + " IMAGE argument" +
+                  (in.unusable.size() == 1 ? "" : "s") + " cannot be used:" + list);
+  }
+  return in.files;
+}
+
 // Expands the IMAGE arguments; pictures are resized to size x size (size 0: keep).
 std::vector<Sample> read_inputs(const std::vector<std::string>& args, int64_t size) {
   std::vector<Sample> out;
-  for (const auto& a : args) {
+  const std::vector<std::string> files = input_files(args);
+  if (size > 0)
+    expect_memory("keeping " + std::to_string(files.size()) + " image" +
+                      (files.size() == 1 ? "" : "s") + " resized to " + std::to_string(size) + "x" +
+                      std::to_string(size),
+                  double(files.size()) * double(size) * double(size) * 3.0,
+                  "use a smaller --size or fewer images per run");
+  for (const auto& a : files) {
     if (ends_with(a, ".npy")) {
       NpyArray arr = load_npy(a);
       if (arr.dtype != "u1" || arr.dims.size() != 4 || arr.dims[3] != 3)
@@ -114,6 +196,7 @@ void for_batches(Models& models, const std::vector<Sample>& samples, std::option
     LoadedModel& m = models.get(samples[i].height, samples[i].width);
     Preprocess p = pre.value_or(m.preprocess);
     int64_t h = samples[i].height, w = samples[i].width, n = static_cast<int64_t>(j - i);
+    expect_forward(*m.net, n, "use a smaller --batch or --size");
     x.resize(Shape{n, h, w, 3});
     for (int64_t k = 0; k < n; ++k)
       preprocess_into(samples[i + k].rgb.data(), h * w * 3, p, x.data() + k * h * w * 3);
@@ -122,20 +205,31 @@ void for_batches(Models& models, const std::vector<Sample>& samples, std::option
   }
 }
 
-// Top-k classes of each image with a trained model file (models/saved_model.hpp): the file
-// says the input size, how training resized (nearest or bilinear), whether EXIF orientation
-// was applied, the preprocessing and the class names.
+void print_top(const std::string& file, const std::vector<ClassScore>& top, bool as_json,
+               json& results) {
+  json t = json::array();
+  if (!as_json) std::printf("%s\n", file.c_str());
+  for (const auto& s : top) {
+    t.push_back({{"index", s.index}, {"label", s.label}, {"prob", s.probability}});
+    if (!as_json)
+      std::printf("  %5lld  %.4f  %s\n", (long long)s.index, s.probability, s.label.c_str());
+  }
+  results.push_back({{"file", file}, {"top", t}});
+}
+
+// Top-k classes of each image with a trained model file (models/saved_model.hpp) through
+// minicnn::Classifier, which reads the input size, resizing, EXIF handling, preprocessing
+// and class names from the file, exactly as haribo_predict does.
 int cmd_classify_model(const std::string& path, const std::vector<std::string>& images,
                        std::optional<Preprocess> pre, int64_t batch, int top_k, bool as_json) {
-  LoadedNet l = load_model_file(path);
-  const Shape in = l.net->input_shape();
-  if (in.rank() != 3 || in[2] != 3)
-    throw ConfigError("'" + path + "' takes inputs " + in.batched_str() + ", not RGB images");
-  const int h = static_cast<int>(in[0]), w = static_cast<int>(in[1]);
-  fold_for_inference(*l.net);
-  const Preprocess p = pre.value_or(l.info.preprocess);
+  ClassifierFileOptions co;
+  co.preprocess = pre;
+  co.require_class_names = false;  // a model saved without names: classes by index
+  Classifier c(path, co);
+  const int h = c.height(), w = c.width();
   std::vector<Sample> samples;
-  for (const auto& a : images) {
+  std::vector<size_t> pictures;  // positions in samples still to decode
+  for (const auto& a : input_files(images)) {
     if (ends_with(a, ".npy")) {
       for (auto& s : read_inputs({a}, 0)) {
         if (s.height != h || s.width != w)
@@ -146,41 +240,35 @@ int cmd_classify_model(const std::string& path, const std::vector<std::string>& 
       }
       continue;
     }
-    std::vector<char> bytes = read_file_bytes(a);
-    Image img = decode_image_memory(bytes, "'" + a + "'");
-    if (l.info.exif_orientation) img = apply_exif_orientation(img, jpeg_exif_orientation(bytes));
-    img = resize_image(img, w, h, l.info.interpolation);
-    samples.push_back({a, h, w, std::move(img.pixels)});
+    pictures.push_back(samples.size());
+    samples.push_back({a, h, w, {}});
   }
-  const int64_t classes = l.net->output_shape()[0];
+  std::vector<std::string> paths;
+  for (size_t i : pictures) paths.push_back(samples[i].file);
+  expect_memory("keeping " + std::to_string(paths.size()) + " images at " + std::to_string(w) +
+                    "x" + std::to_string(h),
+                double(paths.size()) * h * w * 3.0, "classify fewer images per run");
+  std::vector<Classifier::ReadResult> read = c.read_all(paths);
+  std::string errors;
+  for (size_t k = 0; k < read.size(); ++k) {
+    if (!read[k].error.empty()) errors += "\n  " + read[k].error;
+    samples[pictures[k]].rgb = std::move(read[k].image.pixels);
+  }
+  if (!errors.empty()) throw FormatError("cannot classify these images:" + errors);
+
   json results = json::array();
   TensorF x;
+  const int64_t pixels = int64_t(h) * w * 3;
+  expect_forward(c.net(), std::min<int64_t>(batch, int64_t(samples.size())),
+                 "use a smaller --batch");
   for (size_t i = 0; i < samples.size(); i += size_t(batch)) {
     const int64_t n = std::min<int64_t>(batch, int64_t(samples.size() - i));
     x.resize(Shape{n, h, w, 3});
     for (int64_t k = 0; k < n; ++k)
-      preprocess_into(samples[i + size_t(k)].rgb.data(), int64_t(h) * w * 3, p,
-                      x.data() + k * h * w * 3);
-    const TensorF& probs = l.net->forward(x, false);
-    for (int64_t k = 0; k < n; ++k) {
-      const float* pr = probs.data() + k * classes;
-      std::vector<int64_t> idx(static_cast<size_t>(classes));
-      std::iota(idx.begin(), idx.end(), 0);
-      const int64_t kk = std::min<int64_t>(top_k, classes);
-      std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(),
-                        [&](int64_t a, int64_t b) { return pr[a] > pr[b]; });
-      json top = json::array();
-      if (!as_json) std::printf("%s\n", samples[i + size_t(k)].file.c_str());
-      for (int64_t t = 0; t < kk; ++t) {
-        const std::string label = size_t(idx[t]) < l.info.class_names.size()
-                                      ? l.info.class_names[size_t(idx[t])]
-                                      : std::to_string(idx[t]);
-        top.push_back({{"index", idx[t]}, {"label", label}, {"prob", pr[idx[t]]}});
-        if (!as_json)
-          std::printf("  %5lld  %.4f  %s\n", (long long)idx[t], pr[idx[t]], label.c_str());
-      }
-      results.push_back({{"file", samples[i + size_t(k)].file}, {"top", top}});
-    }
+      c.preprocess_into(samples[i + size_t(k)].rgb.data(), x.data() + k * pixels);
+    const auto tops = c.classify(x, top_k);
+    for (int64_t k = 0; k < n; ++k)
+      print_top(samples[i + size_t(k)].file, tops[size_t(k)], as_json, results);
   }
   if (as_json) std::cout << results.dump(1) << "\n";
   return 0;
@@ -259,6 +347,7 @@ int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threa
   o.pooling = "avg";
   o.input_height = o.input_width = size;
   LoadedModel m = load_mobilenet_v2(weights, o);
+  expect_forward(*m.net, batch, "use a smaller --batch or --size");
   Rng rng(7);
   TensorF x(Shape{batch, size, size, 3});
   for (auto& v : x) v = static_cast<float>(rng.uniform(-1, 1));
@@ -308,6 +397,11 @@ int main(int argc, char** argv) {
   int64_t size = 0, bench_size = 96, batch = 32;
   int threads = num_threads(), warmup = 5, runs = 30, top_k = 5;
   bool as_json = false, profile = false;
+  // MobileNetV2 needs at least 32x32; 4096x4096 (50 MB per image as floats) is far beyond any
+  // photo classifier's input and keeps a mistyped size from asking for terabytes.
+  const auto size_range = CLI::Range(int64_t(32), int64_t(4096));
+  const auto batch_range = CLI::Range(int64_t(1), int64_t(4096));
+  const auto threads_range = CLI::Range(1, 1024);
 
   auto* inspect =
       app.add_subcommand("inspect", "print the metadata and tensor table of a .mcnn file");
@@ -317,25 +411,31 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "time the folded forward pass (median after warm-up)");
   bench->add_option("--weights", weights, ".mcnn weights")->required();
   // Its own variable: a default_val here would also set classify's and features' --size.
-  bench->add_option("--size", bench_size, "input height and width")->capture_default_str();
-  bench->add_option("--batch", batch, "images per batch")
-      ->default_val(32)
-      ->check(CLI::PositiveNumber);
-  bench->add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
-  bench->add_option("--warmup", warmup, "untimed runs first")->default_val(5);
-  bench->add_option("--runs", runs, "timed runs")->default_val(30)->check(CLI::PositiveNumber);
+  bench->add_option("--size", bench_size, "input height and width")
+      ->capture_default_str()
+      ->check(size_range);
+  bench->add_option("--batch", batch, "images per batch")->default_val(32)->check(batch_range);
+  bench->add_option("--threads", threads, "OpenMP threads")->check(threads_range);
+  bench->add_option("--warmup", warmup, "untimed runs first")
+      ->default_val(5)
+      ->check(CLI::Range(0, 100000));
+  bench->add_option("--runs", runs, "timed runs")->default_val(30)->check(CLI::Range(1, 100000));
   bench->add_flag("--json", as_json, "print {images_per_sec, latency_ms, ...}");
   bench->add_flag("--profile", profile, "also print each layer's median forward time");
 
   auto add_common = [&](CLI::App* c) {
     c->add_option("--weights", weights, ".mcnn weights")->required();
-    c->add_option("--size", size, "input size (default: the file's; pictures are resized to it)");
+    c->add_option("--size", size, "input size (default: the file's; pictures are resized to it)")
+        ->check(size_range);
     c->add_option("--preprocess", preprocess_name,
                   "tf (x/127.5-1, default for Keras weights) or unit (x/255)")
         ->check(CLI::IsMember({"tf", "unit"}));
-    c->add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
-    c->add_option("--batch", batch, "images per forward pass")->check(CLI::PositiveNumber);
-    c->add_option("IMAGE", images, "pictures, or .npy uint8 arrays (N, H, W, 3)")->required();
+    c->add_option("--threads", threads, "OpenMP threads")->check(threads_range);
+    c->add_option("--batch", batch, "images per forward pass")->check(batch_range);
+    c->add_option("IMAGE", images,
+                  "pictures, folders of pictures (searched recursively), or .npy uint8 arrays "
+                  "(N, H, W, 3)")
+        ->required();
   };
   auto* classify = app.add_subcommand(
       "classify", "top-k classes of each image (ImageNet weights or a model trained with minicnn)");
@@ -344,7 +444,7 @@ int main(int argc, char** argv) {
                        "label file, one class per line (default: the file's class names)");
   classify->add_option("--top", top_k, "how many classes to print")
       ->default_val(5)
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 100000));
   classify->add_flag("--json", as_json, "JSON list, one object per image");
 
   auto* features = app.add_subcommand(
@@ -376,32 +476,19 @@ int main(int argc, char** argv) {
       std::vector<std::string> labels =
           labels_path.empty() ? models.get(size, size).class_names : read_labels(labels_path);
       json results = json::array();
-      for_batches(
-          models, samples, pre, batch,
-          [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
-            const TensorF& probs = m.net->forward(x, false);
-            int64_t classes = probs.dim(1);
-            if (!labels.empty() && static_cast<int64_t>(labels.size()) != classes)
-              throw ConfigError("label file has " + std::to_string(labels.size()) +
-                                " lines, the model has " + std::to_string(classes) + " classes");
-            for (int64_t k = 0; k < n; ++k) {
-              std::vector<int64_t> idx(classes);
-              std::iota(idx.begin(), idx.end(), 0);
-              const float* p = probs.data() + k * classes;
-              int64_t kk = std::min<int64_t>(top_k, classes);
-              std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(),
-                                [&](int64_t a, int64_t b) { return p[a] > p[b]; });
-              json top = json::array();
-              if (!as_json) std::printf("%s\n", samples[first + k].file.c_str());
-              for (int64_t t = 0; t < kk; ++t) {
-                std::string label = labels.empty() ? std::to_string(idx[t]) : labels[idx[t]];
-                top.push_back({{"index", idx[t]}, {"label", label}, {"prob", p[idx[t]]}});
-                if (!as_json)
-                  std::printf("  %5lld  %.4f  %s\n", (long long)idx[t], p[idx[t]], label.c_str());
-              }
-              results.push_back({{"file", samples[first + k].file}, {"top", top}});
-            }
-          });
+      for_batches(models, samples, pre, batch,
+                  [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
+                    const TensorF& probs = m.net->forward(x, false);
+                    int64_t classes = probs.dim(1);
+                    if (!labels.empty() && static_cast<int64_t>(labels.size()) != classes)
+                      throw ConfigError("label file has " + std::to_string(labels.size()) +
+                                        " lines, the model has " + std::to_string(classes) +
+                                        " classes");
+                    for (int64_t k = 0; k < n; ++k)
+                      print_top(samples[first + k].file,
+                                top_classes(probs.data() + k * classes, classes, top_k, labels),
+                                as_json, results);
+                  });
       if (as_json) std::cout << results.dump(1) << "\n";
       return 0;
     }
@@ -422,6 +509,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "wrote %s: %s\n", out_path.c_str(), feats.shape().str().c_str());
       return 0;
     }
+  } catch (const std::bad_alloc&) {
+    const MemoryNeed& m = memory_need();
+    std::string what = "out of memory";
+    if (!m.what.empty())
+      what += " during " + m.what + ", which needs about " + human_bytes(m.bytes) +
+              " (this machine has " + human_bytes(physical_memory()) + "); " + m.advice;
+    std::fprintf(stderr, "mcnn: error: %s\n", what.c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mcnn: error: %s\n", e.what());
     return 1;

@@ -3,7 +3,9 @@
 # top choice, verifies them (HDF5 signature, optional pinned sha256, and the converter's
 # full architecture check) and converts them to weights/<name>.mcnn. Also converts local
 # .h5 files (--from) and the copies in ../shared/weights-src (--shared) for offline work.
-# Needs bash, curl or wget, sha256sum (or shasum), and python3 with h5py + numpy.
+# Needs bash, curl or wget, sha256sum (or shasum), and a python3 with h5py + numpy: $PYTHON
+# if set, else the first of `python3` on PATH, /usr/bin/python3 and the other python3 on
+# PATH that imports both (a pyenv or venv python3 first on PATH often lacks h5py).
 # The .mcnn files are not committed (.gitignore ignores *.mcnn).
 set -euo pipefail
 
@@ -13,7 +15,10 @@ CONVERTER="$REPO/tools/keras_h5_to_mcnn.py"
 # Keras' BASE_WEIGHT_PATH; override (e.g. with a mirror or file:// directory) through the environment.
 BASE_URL="${MINICNN_KERAS_BASE_URL:-https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/}"
 LABELS_URL="${MINICNN_IMAGENET_LABELS_URL:-https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json}"
-PY="${PYTHON:-python3}"
+# The .h5 files --shared converts, in ../shared/weights-src (or the folder given).
+SHARED_FILES=(mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5
+  mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5
+  mobilenet_v2_1.0_224_top_only__dequant_int8_approx.h5)
 
 usage() {
   cat <<'EOF'
@@ -37,7 +42,9 @@ Common:
   --labels FILE    class names (text, one per line, or imagenet_class_index.json)
   --keep-h5        keep the downloaded .h5 next to the .mcnn
   -h, --help       this text
-Environment: PYTHON (default python3), MINICNN_KERAS_BASE_URL, MINICNN_IMAGENET_LABELS_URL.
+Environment: PYTHON (default: the first python3 that imports h5py and numpy: python3 on
+PATH, /usr/bin/python3, then any other python3 on PATH), MINICNN_KERAS_BASE_URL,
+MINICNN_IMAGENET_LABELS_URL.
 EOF
 }
 
@@ -64,8 +71,46 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-"$PY" -c 'import h5py, numpy' 2>/dev/null ||
-  die "'$PY' cannot import h5py and numpy (Debian/Ubuntu: apt install python3-h5py; or set PYTHON=...)"
+has_h5py() { "$1" -c 'import h5py, numpy' >/dev/null 2>&1; }
+
+# Picks the interpreter (see the top of this file) and says which one and why.
+find_python() {
+  if [ -n "${PYTHON:-}" ]; then
+    has_h5py "$PYTHON" ||
+      die "PYTHON='$PYTHON' cannot import h5py and numpy (Debian/Ubuntu: apt install python3-h5py python3-numpy)"
+    PY="$PYTHON"
+    echo "using Python $PY (from PYTHON)"
+    return
+  fi
+  local first cand tried=()
+  first="$(command -v python3 || true)"
+  for cand in "$first" /usr/bin/python3 $(type -ap python3 2>/dev/null || true); do
+    [ -n "$cand" ] && [ -x "$cand" ] || continue
+    case " ${tried[*]-} " in *" $cand "*) continue ;; esac
+    if has_h5py "$cand"; then
+      PY="$cand"
+      if [ "${#tried[@]}" -eq 0 ]; then
+        echo "using Python $PY"
+      else
+        echo "using Python $PY (${tried[*]} cannot import h5py and numpy)"
+      fi
+      return
+    fi
+    tried+=("$cand")
+  done
+  die "no python3 that imports h5py and numpy (tried: ${tried[*]:-none found}); Debian/Ubuntu: apt install python3-h5py python3-numpy, or set PYTHON=/path/to/python3"
+}
+
+# --shared's folder must exist and hold every file it converts: say which are missing.
+check_shared() {
+  local missing=() f expected="the project's shared weights folder (../shared/weights-src, or a copy of it given as --shared DIR)"
+  [ -d "$SHARED" ] || die "--shared: folder '$SHARED' not found; expected $expected holding ${SHARED_FILES[*]}"
+  for f in "${SHARED_FILES[@]}"; do [ -f "$SHARED/$f" ] || missing+=("$f"); done
+  [ "${#missing[@]}" -eq 0 ] || die "--shared: '$SHARED' lacks ${missing[*]}; expected $expected"
+}
+
+[ -z "$SHARED" ] || check_shared
+find_python
 mkdir -p "$OUT_DIR"
 
 sha256_of() {
@@ -75,6 +120,7 @@ sha256_of() {
 # The first 8 bytes of every HDF5 file without a user block: \x89 H D F \r \n \x1a \n.
 check_hdf5() {
   local sig
+  [ -f "$1" ] || die "'$1' not found"
   sig="$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')"
   [ "$sig" = "894844460d0a1a0a" ] ||
     die "'$1' is not an HDF5 file (starts with '$(head -c 40 "$1" | tr -cd '[:print:]')'); was the download an error page?"
@@ -107,7 +153,6 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
 if [ -n "$SHARED" ]; then
-  [ -d "$SHARED" ] || die "'$SHARED' not found (the ../shared data is not available here)"
   convert "$SHARED/mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5" "$OUT_DIR/mobilenet_v2_1.0_224_no_top.mcnn"
   convert "$SHARED/mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5" "$OUT_DIR/mobilenet_v2_0.35_224_no_top.mcnn"
   labels=()
@@ -126,7 +171,10 @@ extra=()
 if [ -n "$FROM" ]; then
   [ -f "$FROM" ] || die "'$FROM' not found"
   [ -n "$NAME" ] || NAME="$(basename "$FROM" .h5)"
-  [ -n "$TOP_FILE" ] && extra+=(--top "$TOP_FILE")
+  if [ -n "$TOP_FILE" ]; then
+    check_hdf5 "$TOP_FILE"
+    extra+=(--top "$TOP_FILE")
+  fi
   convert "$FROM" "$OUT_DIR/$NAME.mcnn" ${extra[@]+"${extra[@]}"}
   exit 0
 fi

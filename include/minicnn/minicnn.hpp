@@ -38,6 +38,7 @@
 #include "layers/pooling.hpp"
 #include "layers/zero_padding2d.hpp"
 #include "losses/categorical_crossentropy.hpp"
+#include "models/classifier.hpp"
 #include "models/fold.hpp"
 #include "models/inverted_residual.hpp"
 #include "models/layer_config.hpp"

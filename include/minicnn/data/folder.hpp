@@ -147,6 +147,13 @@ inline std::string plural(size_t n, const char* one, const char* many) {
 }
 }  // namespace folder_detail
 
+// The image files under `dir`, recursively, in Keras' order and by Keras' suffix rule (the
+// files of one class folder); problems listing sub-folders are appended to `problems`.
+inline std::vector<std::string> find_image_files(const std::string& dir, bool follow_links,
+                                                 std::vector<SkippedFile>& problems) {
+  return folder_detail::class_files(dir, follow_links, problems);
+}
+
 // The class names of a dataset folder: its non-hidden sub-folders in byte order.
 inline std::vector<std::string> list_class_folders(const std::string& directory) {
   namespace fs = std::filesystem;
