@@ -152,7 +152,7 @@ TEST_CASE("a saved model with any head loads with its architecture, frozen layer
   mt::check_throws_with([&] { load_model_file(f); }, {"edited", "3", "2 classes"});
   // Converted ImageNet weights load through the same function.
   McnnFile g = read_mcnn(path);
-  g.metadata.erase("kind");
+  g.metadata.erase("model_config");
   mt::check_throws_with([&] { load_model_file(g); }, {"not a minicnn model"});
   std::filesystem::remove(path);
 }

@@ -1,6 +1,7 @@
 // Self-contained model files: a trained model saved as one .mcnn whose metadata holds
 // everything needed to classify an image with it and nothing else:
-//   "kind": "minicnn-model", "model_config" (the layer tree, models/layer_config.hpp),
+//   "kind": "model" ("checkpoint" for a training checkpoint, which is a model file with
+//   more in it), "model_config" (the layer tree, models/layer_config.hpp),
 //   "input_shape" [H, W, 3], "frozen_layers", "class_names", "preprocessing" ("tf" for
 //   x/127.5-1, "unit" for x/255), "interpolation" (how images were resized in training),
 //   "exif_orientation", "library_version", and "extra" (free-form: training settings).
@@ -34,7 +35,8 @@ struct ModelInfo {
   nlohmann::json extra = nlohmann::json::object();
 };
 
-inline constexpr const char* kModelFormat = "minicnn-model";
+inline constexpr const char* kModelKind = "model";
+inline constexpr const char* kCheckpointKind = "checkpoint";
 
 // The metadata of a model file for `net` (built) and `info`.
 inline nlohmann::json model_metadata(LayerT<float>& net, const ModelInfo& info) {
@@ -46,7 +48,7 @@ inline nlohmann::json model_metadata(LayerT<float>& net, const ModelInfo& info) 
   const Shape in = net.input_shape();
   nlohmann::json shape = nlohmann::json::array();
   for (int i = 0; i < in.rank(); ++i) shape.push_back(in[i]);
-  return {{"kind", kModelFormat},
+  return {{"kind", kModelKind},
           {"library_version", kMcnnLibraryVersion},
           {"model_config", layer_config_node(net)},
           {"input_shape", shape},
@@ -72,7 +74,9 @@ struct LoadedNet {
 
 // Whether a .mcnn's metadata describes a saved model (not converted ImageNet weights).
 inline bool is_model_metadata(const nlohmann::json& meta) {
-  return meta.is_object() && meta.value("kind", std::string()) == kModelFormat;
+  if (!meta.is_object() || !meta.contains("model_config")) return false;
+  const std::string kind = meta.value("kind", std::string());
+  return kind == kModelKind || kind == kCheckpointKind;
 }
 
 // Reads the model info fields of `meta`; `where` names the file in errors.
@@ -111,11 +115,13 @@ inline LoadedNet load_model_file(McnnFile file) {
       out.net = mobilenet_v2<float>(o);
       load_weights(*out.net, file);
       out.info = model_info_from_metadata(meta, where);
+      // ImageNet references resize with PIL's antialiased bilinear filter, not Keras' nearest.
+      if (!meta.contains("interpolation")) out.info.interpolation = Interpolation::Bilinear;
       out.file = std::move(file);
       return out;
     }
-    throw FormatError(where + ": not a minicnn model (metadata has neither kind '" +
-                      std::string(kModelFormat) + "' nor an architecture)");
+    throw FormatError(where + ": not a minicnn model (its metadata has neither kind 'model' "
+                      "with a model_config nor a MobileNetV2 architecture)");
   }
   if (!meta.contains("model_config")) throw FormatError(where + ": metadata lacks model_config");
   if (!meta.contains("input_shape") || !meta["input_shape"].is_array() ||

@@ -281,7 +281,7 @@ class Model {
   void save(const std::string& path) { save_model_file(*net_, info_, path); }
   // Only the weights (load them into the same architecture with load_weights()).
   void save_weights(const std::string& path) {
-    minicnn::save_weights(*net_, path, {{"kind", "minicnn-weights"}});
+    minicnn::save_weights(*net_, path, {{"kind", "weights"}});
   }
   void load_weights(const std::string& path, const LoadOptions& o = {}) {
     minicnn::load_weights(*net_, path, o);
@@ -317,6 +317,7 @@ class Model {
       training["callbacks"] = cbs;
     }
     f.metadata["training"] = training;
+    f.metadata["kind"] = kCheckpointKind;
     write_mcnn(path, f);
   }
 
