@@ -11,6 +11,8 @@
 #include <minicnn/minicnn.hpp>
 #include <minicnn/plot/training_report.hpp>
 
+#include "gummy_renderer.hpp"
+
 #include <sys/resource.h>
 
 #include <chrono>
@@ -196,8 +198,21 @@ int run(Settings s, bool resume, bool epochs_given) {
     std::cout << "Resuming from '" << last_path << "' (phase " << phase_resumed
               << ") with its settings\n";
   }
-  if (s.data.empty())
-    throw ConfigError("--data is required: a folder with one sub-folder per class");
+  if (s.data.empty()) {
+    // The embedded default: photos-like synthetic gummies, rendered once into the output folder.
+    s.data = s.out + "/synthetic_gummies";
+    std::cout << "No --data given: training on SYNTHETIC gummy candies (rendered by this program, "
+                 "not photos) in "
+              << s.data << ".\n"
+              << "  Your own photos: haribo_train --data DIR, one sub-folder per class "
+                 "(DIR/bear/*.jpg, DIR/ring/*.jpg, ...).\n"
+              << "  Take them with a webcam: haribo_camera MODEL --record CLASS --out DIR.\n";
+    gummies::GummyDatasetOptions go;
+    go.threads = s.threads;  // never changes the pictures
+    const auto rep = gummies::render_gummy_dataset(s.data, go);
+    std::cout << (rep.reused ? "Using " : "Rendered ") << rep.images << " synthetic images of "
+              << rep.classes.size() << " classes (" << fixed(rep.seconds, 1) << " s)\n";
+  }
   if (!s.augment) s.aug = AugmentOptions{};
   if (s.weights.empty()) s.weights = default_weights(s.alpha);
   if (!fs::exists(s.weights))
@@ -431,7 +446,9 @@ int main(int argc, char** argv) {
   bool resume = false, no_augment = false, no_exif = false, no_hflip = false, no_report = false;
   std::vector<double> brightness;
   std::string fill = "nearest";
-  app.add_option("--data", s.data, "dataset folder: DATA/<class>/<image>");
+  app.add_option("--data", s.data,
+                 "dataset folder: DATA/<class>/<image> (default: synthetic gummies rendered into "
+                 "OUT/synthetic_gummies)");
   app.add_option("--val-data", s.val_data, "separate validation folder with the same classes");
   app.add_option("--out", s.out, "output folder")->capture_default_str();
   app.add_option(

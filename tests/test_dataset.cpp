@@ -266,7 +266,7 @@ TEST_CASE(
   CHECK(count_groups(ds, re) == 10);
   Split g = grouped_split(ds, 0.25, re, 3);
   std::set<std::string> val_keys, train_keys;
-  const std::regex rx(re);
+  const FileNameRegex rx(re);
   for (size_t i : g.validation)
     val_keys.insert(group_key(fs::path(ds.files[i]).filename().string(), rx));
   for (size_t i : g.train)
@@ -276,6 +276,11 @@ TEST_CASE(
   CHECK(g.validation.size() + g.train.size() == 40);
   mt::check_throws_with([&] { grouped_split(ds, 0.25, "([", 1); },
                         {"grouped split", "regular expression"});
+  // Perl classes become bracket expressions, also inside brackets; no group: the whole match.
+  CHECK(group_key("IMG_20190707_153012_3.jpg", FileNameRegex("^IMG_\\d{8}_\\d{4}")) ==
+        "IMG_20190707_1530");
+  CHECK(group_key("a b_7.png", FileNameRegex("^[\\w\\s]+")) == "a b_7");
+  CHECK(group_key("nomatch.png", FileNameRegex("^IMG")) == "nomatch.png");
 }
 
 TEST_CASE("real photos: sign_digits10's EXIF-rotated originals are turned upright") {

@@ -37,6 +37,7 @@ Convert local files instead (offline):
   --top-file F.h5  a separate top (Dense "Logits"/"predictions") to merge with --from
   --name NAME      output name without .mcnn (default: derived from the input)
   --shared [DIR]   convert the files in ../shared/weights-src (or DIR)
+  --or-shared      download, and if that fails convert ../shared/weights-src instead
 Common:
   --out DIR        where the .mcnn goes (default: this weights/ folder)
   --labels FILE    class names (text, one per line, or imagenet_class_index.json)
@@ -50,7 +51,7 @@ EOF
 
 die() { echo "error: $*" >&2; exit 1; }
 
-ALPHA=1.0 SIZE=224 TOP=0 OUT_DIR="$HERE" KEEP=0 EXPECT_SHA="" FROM="" TOP_FILE="" NAME="" LABELS="" SHARED=""
+ALPHA=1.0 SIZE=224 TOP=0 OUT_DIR="$HERE" KEEP=0 EXPECT_SHA="" FROM="" TOP_FILE="" NAME="" LABELS="" SHARED="" OR_SHARED=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --alpha) ALPHA="${2:?--alpha needs a value}"; shift 2 ;;
@@ -61,6 +62,7 @@ while [ $# -gt 0 ]; do
     --from) FROM="${2:?--from needs a file}"; shift 2 ;;
     --top-file) TOP_FILE="${2:?--top-file needs a file}"; shift 2 ;;
     --name) NAME="${2:?--name needs a value}"; shift 2 ;;
+    --or-shared) OR_SHARED=1; shift ;;
     --shared)
       if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then SHARED="$2"; shift 2; else SHARED="$REPO/../shared/weights-src"; shift; fi ;;
     --out) OUT_DIR="${2:?--out needs a directory}"; shift 2 ;;
@@ -152,7 +154,7 @@ download() {  # URL DEST; returns non-zero on failure
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-if [ -n "$SHARED" ]; then
+convert_shared() {
   convert "$SHARED/mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5" "$OUT_DIR/mobilenet_v2_1.0_224_no_top.mcnn"
   convert "$SHARED/mobilenet_v2_0.35_224_no_top__from_teachable_machine.h5" "$OUT_DIR/mobilenet_v2_0.35_224_no_top.mcnn"
   labels=()
@@ -162,6 +164,10 @@ if [ -n "$SHARED" ]; then
   # The top in shared/ is an approximate (dequantized int8) ImageNet head: named so nobody mistakes it.
   convert "$SHARED/mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5" "$OUT_DIR/mobilenet_v2_1.0_224_approx_top.mcnn" \
     --top "$SHARED/mobilenet_v2_1.0_224_top_only__dequant_int8_approx.h5" ${labels[@]+"${labels[@]}"}
+}
+
+if [ -n "$SHARED" ]; then
+  convert_shared
   exit 0
 fi
 
@@ -198,7 +204,17 @@ suffix=""
 FILE="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_${ALPHA}_${SIZE}${suffix}.h5"
 [ -n "$NAME" ] || NAME="mobilenet_v2_${ALPHA}_${SIZE}${suffix}"
 
-download "$BASE_URL$FILE" "$TMP/$FILE" || die "download failed: $BASE_URL$FILE"
+if ! download "$BASE_URL$FILE" "$TMP/$FILE"; then
+  # --or-shared: offline machines (CI) convert the project's copies instead, and say so.
+  if [ "$OR_SHARED" = 1 ] && [ -d "$REPO/../shared/weights-src" ]; then
+    echo "download failed (no internet?): converting the copies in $REPO/../shared/weights-src instead" >&2
+    SHARED="$REPO/../shared/weights-src"
+    check_shared
+    convert_shared
+    exit 0
+  fi
+  die "download failed: $BASE_URL$FILE (offline? --shared converts ../shared/weights-src; --from converts a local .h5)"
+fi
 check_hdf5 "$TMP/$FILE"
 sha="$(sha256_of "$TMP/$FILE")"
 if [ -n "$EXPECT_SHA" ] && [ "$sha" != "$EXPECT_SHA" ]; then

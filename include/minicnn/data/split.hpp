@@ -3,18 +3,21 @@
 //     sorted file order, the first int(v * n) files are validation (int() truncates the
 //     double product, as Python does), the rest training.
 //   random_split: stratified and seeded: per class a random int(v * n) files.
-//   grouped_split: files whose names share a key (a regex on the file name: the first
-//     capture group, or the whole match; no match: the file is its own group) stay on one
-//     side, so near-duplicate burst photos cannot sit on both sides and inflate validation
+//   grouped_split: files whose names share a key (a regular expression on the file name:
+//     the first capture group, or the whole match; no match: the file is its own group) stay
+//     on one side, so near-duplicate burst photos cannot sit on both sides and inflate validation
 //     accuracy. Groups are taken in a seeded random order and go to validation while no
 //     class exceeds its int(v * n) quota; the counts reached are reported.
 // The validation side is never augmented by the loader (the origin notebook augmented it,
 // because Keras' generator does whatever it was built with).
 #pragma once
+#include <regex.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <regex>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,27 +86,82 @@ inline Split random_split(const ImageFolder& ds, double v, uint64_t seed) {
   return s;
 }
 
-// The group key of a file name under `pattern` (see the top of this file).
-inline std::string group_key(const std::string& file_name, const std::regex& pattern) {
-  std::smatch m;
-  if (!std::regex_search(file_name, m, pattern)) return file_name;
-  if (m.size() > 1 && m[1].matched) return m[1].str();
-  return m[0].str();
-}
-
-inline std::regex compile_group_regex(const std::string& pattern) {
-  try {
-    return std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    throw ConfigError("grouped split: '" + pattern + "' is not a valid regular expression (" +
-                      e.what() + ")");
+// A POSIX extended regular expression (regex.h) for file names, with the Perl classes \d \w
+// \s \D \W \S written as their bracket forms. (libstdc++'s <regex> draws GCC 12
+// -Wmaybe-uninitialized warnings in sanitizer builds and is slow to compile.)
+class FileNameRegex {
+ public:
+  explicit FileNameRegex(const std::string& pattern) : pattern_(pattern) {
+    const std::string ere = translate(pattern);
+    const int rc = ::regcomp(&re_, ere.c_str(), REG_EXTENDED);
+    if (rc != 0) {
+      char msg[256];
+      ::regerror(rc, &re_, msg, sizeof msg);
+      throw ConfigError("grouped split: '" + pattern + "' is not a valid regular expression (" +
+                        msg + "); POSIX extended syntax, with \\d \\w \\s");
+    }
   }
+  ~FileNameRegex() { ::regfree(&re_); }
+  FileNameRegex(const FileNameRegex&) = delete;
+  FileNameRegex& operator=(const FileNameRegex&) = delete;
+
+  // The first capture group of the first match, or the whole match; nullopt-like empty flag.
+  bool key(const std::string& text, std::string& out) const {
+    regmatch_t m[2];
+    if (::regexec(&re_, text.c_str(), 2, m, 0) != 0) return false;
+    const regmatch_t& g = (re_.re_nsub >= 1 && m[1].rm_so >= 0) ? m[1] : m[0];
+    out = text.substr(size_t(g.rm_so), size_t(g.rm_eo - g.rm_so));
+    return true;
+  }
+  const std::string& pattern() const { return pattern_; }
+
+ private:
+  static std::string translate(const std::string& p) {
+    std::string out;
+    bool in_bracket = false;
+    for (size_t i = 0; i < p.size(); ++i) {
+      const char c = p[i];
+      if (c == '\\' && i + 1 < p.size()) {
+        const char n = p[i + 1];
+        const char* cls = n == 'd'   ? "0-9"
+                          : n == 'w' ? "[:alnum:]_"
+                          : n == 's' ? "[:space:]"
+                                     : nullptr;
+        const char* neg = n == 'D'   ? "0-9"
+                          : n == 'W' ? "[:alnum:]_"
+                          : n == 'S' ? "[:space:]"
+                                     : nullptr;
+        if (cls || neg) {
+          out += in_bracket ? std::string(cls ? cls : neg)
+                            : std::string(cls ? "[" : "[^") + (cls ? cls : neg) + "]";
+          ++i;
+          continue;
+        }
+        out += c;
+        out += n;
+        ++i;
+        continue;
+      }
+      if (c == '[') in_bracket = true;
+      if (c == ']') in_bracket = false;
+      out += c;
+    }
+    return out;
+  }
+  std::string pattern_;
+  regex_t re_{};
+};
+
+// The group key of a file name under `pattern` (see the top of this file).
+inline std::string group_key(const std::string& file_name, const FileNameRegex& pattern) {
+  std::string k;
+  return pattern.key(file_name, k) ? k : file_name;
 }
 
 inline Split grouped_split(const ImageFolder& ds, double v, const std::string& pattern,
                            uint64_t seed) {
   split_detail::check_fraction(v);
-  const std::regex re = compile_group_regex(pattern);
+  const FileNameRegex re(pattern);
   std::map<std::string, std::vector<size_t>> groups;
   for (size_t i = 0; i < ds.size(); ++i)
     groups[group_key(split_detail::basename(ds.files[i]), re)].push_back(i);
@@ -134,7 +192,7 @@ inline Split grouped_split(const ImageFolder& ds, double v, const std::string& p
 
 // Number of groups `pattern` makes of the files of `ds` (to report a grouped split).
 inline size_t count_groups(const ImageFolder& ds, const std::string& pattern) {
-  const std::regex re = compile_group_regex(pattern);
+  const FileNameRegex re(pattern);
   std::set<std::string> keys;
   for (const auto& f : ds.files) keys.insert(group_key(split_detail::basename(f), re));
   return keys.size();
