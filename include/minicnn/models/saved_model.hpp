@@ -120,7 +120,8 @@ inline LoadedNet load_model_file(McnnFile file) {
       out.file = std::move(file);
       return out;
     }
-    throw FormatError(where + ": not a minicnn model (its metadata has neither kind 'model' "
+    throw FormatError(where +
+                      ": not a minicnn model (its metadata has neither kind 'model' "
                       "with a model_config nor a MobileNetV2 architecture)");
   }
   if (!meta.contains("model_config")) throw FormatError(where + ": metadata lacks model_config");
