@@ -12,6 +12,7 @@
 #include <ostream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "error.hpp"
 #include "shape.hpp"
@@ -101,8 +102,20 @@ class Tensor {
     if (this != &o) copy_from(o.view());
     return *this;
   }
-  Tensor(Tensor&&) noexcept = default;
-  Tensor& operator=(Tensor&&) noexcept = default;
+  // A moved-from tensor is empty with no capacity (a defaulted move would leave its
+  // capacity behind without the storage, and the next resize would write through null).
+  Tensor(Tensor&& o) noexcept
+      : data_(std::move(o.data_)),
+        capacity_(std::exchange(o.capacity_, 0)),
+        shape_(std::exchange(o.shape_, Shape())) {}
+  Tensor& operator=(Tensor&& o) noexcept {
+    if (this != &o) {
+      data_ = std::move(o.data_);
+      capacity_ = std::exchange(o.capacity_, 0);
+      shape_ = std::exchange(o.shape_, Shape());
+    }
+    return *this;
+  }
 
   static Tensor from(ConstView<T> v) {
     Tensor t;
@@ -150,6 +163,8 @@ class Tensor {
   int rank() const { return shape_.rank(); }
   int64_t dim(int i) const { return shape_.dim(i); }
   int64_t size() const { return shape_.size(); }
+  // Elements the storage holds without reallocating.
+  std::size_t capacity() const { return capacity_; }
   bool empty() const { return shape_.rank() == 0 || size() == 0; }
   T* begin() { return data(); }
   T* end() { return data() + size(); }

@@ -77,6 +77,10 @@ class AddT {
     rows.push_back({name_, type(), output_shape_, 0, depth});
   }
 
+ public:
+  // The output's buffer back to an inference pass's pool (layers/activation_pool.hpp).
+  void release_activations(ActivationPoolT<T>& pool) { pool.put(std::move(output_)); }
+
  private:
   std::string where() const { return "Add '" + name_ + "': "; }
 
@@ -101,6 +105,8 @@ class AddT {
     if (in[0].shape()[0] == 0)
       throw ShapeError(where() + "input batch is empty " + in[0].shape().str());
     batch_ = in[0].shape()[0];
+    if (output_.capacity() == 0)
+      if (auto* pool = ActivationPoolT<T>::current()) output_ = pool->take(in[0].size());
     output_.resize(in[0].shape());
     T* y = output_.data();
     const int64_t size = output_.size();

@@ -27,6 +27,7 @@
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/activation.hpp"
+#include "activation_pool.hpp"
 
 namespace minicnn {
 
@@ -115,6 +116,9 @@ class LayerT {
                   "convolutions); build an unfolded model to train it");
     input_ = x;
     last_training_ = training;
+    if (!training && output_.capacity() == 0 && pools_output())
+      if (auto* pool = ActivationPoolT<T>::current())
+        output_ = pool->take(output_shape_.size() * x.dim(0));
     if (ForwardObserver obs = forward_observer(); obs && children().empty()) {
       auto t0 = std::chrono::steady_clock::now();
       const Tensor<T>& y = forward_impl(x, training);
@@ -207,6 +211,13 @@ class LayerT {
   }
   bool inference_only() const { return inference_only_; }
 
+  // Hands every buffer that holds this layer's last inference output (its own, its
+  // children's) to `pool`, once the next layer has read it (layers/activation_pool.hpp).
+  virtual void release_activations(ActivationPoolT<T>& pool) {
+    pool.put(std::move(output_));
+    for (auto* c : children()) c->release_activations(pool);
+  }
+
   // Rows for summary(): containers expand to their children.
   virtual void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) {
     int64_t n = 0;
@@ -252,6 +263,8 @@ class LayerT {
     kernels::activate_backward(act, output_.data(), dy.data(), scratch.data(), dy.size());
     return scratch.data();
   }
+  // Whether forward writes its result into output_ (containers return a child's output).
+  virtual bool pools_output() const { return true; }
   // Whether this call should behave as in training (frozen layers never do).
   bool training_mode(bool training) const { return training && trainable_; }
 

@@ -123,6 +123,12 @@ class InvertedResidualT : public LayerT<T> {
     return out;
   }
 
+  void release_activations(ActivationPoolT<T>& pool) override {
+    body_.release_activations(pool);
+    if (add_) add_->release_activations(pool);
+  }
+  bool pools_output() const override { return false; }
+
   const Tensor<T>& forward_impl(ConstView<T> x, bool training) override {
     const Tensor<T>& y = body_.forward(x, training);
     if (!add_) return y;

@@ -191,14 +191,19 @@ class SequentialT : public LayerT<T> {
       this->output_.copy_from(x);
       return this->output_;
     }
+    // In an inference pass with a pool (layers/activation_pool.hpp), each output goes back
+    // to the pool as soon as the next layer has read it.
+    ActivationPoolT<T>* pool = training ? nullptr : ActivationPoolT<T>::current();
     const Tensor<T>* y = nullptr;
     ConstView<T> cur = x;
-    for (auto& l : layers_) {
-      y = &l->forward(cur, training);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      y = &layers_[i]->forward(cur, training);
       cur = y->view();
+      if (pool && i > 0) layers_[i - 1]->release_activations(*pool);
     }
     return *y;
   }
+  bool pools_output() const override { return layers_.empty(); }
 
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     const size_t n = layers_.size();

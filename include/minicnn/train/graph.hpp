@@ -8,9 +8,10 @@
 //   - The prefix runs as a folded copy (BatchNormalization merged into the convolutions,
 //     ReLU6 in their epilogues, padding inside the kernels): a snapshot of the frozen
 //     weights, made again whenever they or the boundary change (prepare()). It keeps no
-//     activations for backward, runs in micro-batches so its activation buffers stay small,
-//     and its output can be computed once per image and cached when the input is not
-//     augmented.
+//     activations for backward: each layer's output goes back to a pool of buffers as soon
+//     as the next layer has read it (layers/activation_pool.hpp), and it runs in
+//     micro-batches sized so that what is alive at once stays within a budget. Its output
+//     can be computed once per image and cached when the input is not augmented.
 //   - The rest runs unfolded, layer by layer, in training mode where trainable; backward
 //     goes through it only, asking a unit for dL/dx only when an earlier unit trains.
 // When the last unit ends in a softmax (Dense(activation="softmax") or Softmax), the loss is
@@ -26,6 +27,7 @@
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
 #include "../io/format.hpp"
+#include "../layers/activation_pool.hpp"
 #include "../layers/dropout.hpp"
 #include "../layers/layer.hpp"
 #include "../models/layer_config.hpp"
@@ -36,7 +38,11 @@ namespace minicnn {
 template <typename T>
 class TrainingGraphT {
  public:
-  // Bytes of prefix activations one micro-batch may use (its layers each keep an output).
+  // Bytes of prefix activations alive at once in one micro-batch. MobileNetV2 at 96x96 keeps
+  // at most ~1.5 MB per image alive (block 1: its input, expansion, depthwise and projection
+  // outputs), so a batch of 32 runs as two micro-batches of 16: large enough for the GEMMs
+  // to reach full speed (micro-batches of 6 were ~20% slower), small enough for the whole
+  // training run to stay near 100 MB.
   static constexpr int64_t kPrefixActivationBudget = 32 << 20;
 
   // Finds the boundary and (re)builds the folded prefix if the boundary or the frozen
@@ -64,14 +70,20 @@ class TrainingGraphT {
     boundary_ = b;
     fingerprint_ = fp;
     prefix_.reset();
+    pool_.clear();
     prefix_bytes_per_sample_ = 0;
     if (b > 0) {
       prefix_ = std::make_unique<SequentialT<T>>(net.name() + "/frozen");
       for (size_t i = 0; i < b; ++i) prefix_->add(clone_layer(*units_[i], /*trainable=*/false));
       prefix_->build(units_[0]->input_shape());
       prefix_->fold_for_inference();
-      for (auto* l : prefix_->layers())
-        prefix_bytes_per_sample_ += activation_elements(*l) * int64_t(sizeof(T));
+      // Alive while unit l runs: its input (the previous output) and all it computes.
+      int64_t in = units_[0]->input_shape().size();
+      for (auto* l : prefix_->layers()) {
+        prefix_bytes_per_sample_ =
+            std::max(prefix_bytes_per_sample_, (in + activation_elements(*l)) * int64_t(sizeof(T)));
+        in = l->output_shape().size();
+      }
     }
     refresh_params();
     return true;
@@ -95,17 +107,22 @@ class TrainingGraphT {
     if (prefix_bytes_per_sample_ <= 0) return 1 << 20;
     return std::max<int64_t>(1, kPrefixActivationBudget / prefix_bytes_per_sample_);
   }
+  // Equal micro-batches for n samples (32 at most 21 each: 16 + 16, not 21 + 11).
+  int64_t prefix_step(int64_t n) const {
+    const int64_t most = prefix_micro_batch(), calls = (n + most - 1) / most;
+    return calls > 0 ? (n + calls - 1) / calls : 1;
+  }
 
   // Prefix output for a batch of inputs, written to `out` (rows in order).
   void prefix_forward(ConstView<T> x, TensorView<T> out) {
     if (!prefix_) throw Error("TrainingGraph: the model has no frozen prefix");
-    const int64_t n = x.dim(0), step = prefix_micro_batch();
-    const int64_t in_row = n ? x.size() / n : 0, out_row = n ? out.size() / n : 0;
+    const int64_t n = x.dim(0), step = prefix_step(n);
+    const int64_t out_row = n ? out.size() / n : 0;
+    typename ActivationPoolT<T>::Scope scope(pool_);
     for (int64_t i = 0; i < n; i += step) {
       const int64_t m = std::min(step, n - i);
       const Tensor<T>& y = prefix_->forward(x.batch_slice(i, m), false);
       std::copy(y.data(), y.data() + m * out_row, out.data() + i * out_row);
-      (void)in_row;
     }
   }
 
@@ -113,7 +130,15 @@ class TrainingGraphT {
   const Tensor<T>& forward(ConstView<T> x, bool training) {
     if (!prefix_) return forward_rest(x, training);
     const int64_t n = x.dim(0);
-    if (n <= prefix_micro_batch()) return forward_rest(prefix_->forward(x, false).view(), training);
+    if (n <= prefix_micro_batch()) {
+      // The prefix's last output stays with its layer: the rest reads it, backward too.
+      const Tensor<T>* h = nullptr;
+      {
+        typename ActivationPoolT<T>::Scope scope(pool_);
+        h = &prefix_->forward(x, false);
+      }
+      return forward_rest(h->view(), training);
+    }
     features_.resize(rest_input_shape().with_leading(n));
     prefix_forward(x, features_.view());
     return forward_rest(features_.view(), training);
@@ -232,7 +257,8 @@ class TrainingGraphT {
   size_t boundary_ = 0;
   uint64_t fingerprint_ = 0;
   std::unique_ptr<SequentialT<T>> prefix_;
-  int64_t prefix_bytes_per_sample_ = 0;
+  int64_t prefix_bytes_per_sample_ = 0;  // alive at once per sample (see prepare())
+  ActivationPoolT<T> pool_;
   std::vector<ParameterT<T>*> trainable_;
   std::vector<bool> earlier_trainable_;
   Tensor<T> features_, passthrough_;
