@@ -196,6 +196,37 @@ void expect_format_error(const std::vector<char>& b, std::initializer_list<std::
 
 }  // namespace
 
+TEST_CASE("crc32 (slicing by 8) equals zlib's and a byte-at-a-time CRC at any length") {
+  // zlib.crc32 values, computed in Python.
+  CHECK(detail::crc32(0, "123456789", 9) == 0xCBF43926u);
+  CHECK(detail::crc32(0, "The quick brown fox jumps over the lazy dog", 43) == 0x414FA339u);
+  std::vector<unsigned char> ramp(256 * 40);
+  for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = static_cast<unsigned char>(i);
+  CHECK(detail::crc32(0, ramp.data(), ramp.size()) == 0xBBCE3B9Du);
+  // Against the textbook bit-by-bit definition, every length 0..80 at every alignment.
+  auto bitwise = [](const unsigned char* p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; ++i) {
+      c ^= p[i];
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+  };
+  std::mt19937 gen(5);
+  std::vector<unsigned char> buf(100);
+  for (auto& b : buf) b = static_cast<unsigned char>(gen());
+  for (size_t off = 0; off < 8; ++off)
+    for (size_t n = 0; n <= 80; ++n) {
+      CAPTURE(off);
+      CAPTURE(n);
+      REQUIRE(detail::crc32(0, buf.data() + off, n) == bitwise(buf.data() + off, n));
+    }
+  // Chaining, as zlib: crc(crc(a), b) == crc(a ++ b), split anywhere.
+  for (size_t cut = 0; cut <= 37; cut += 5)
+    CHECK(detail::crc32(detail::crc32(0, buf.data(), cut), buf.data() + cut, 37 - cut) ==
+          bitwise(buf.data(), 37));
+}
+
 TEST_CASE("mcnn: write/read round trip is bit-identical for every dtype and rank") {
   std::string d = temp_dir("rt");
   std::string path = d + "/w.mcnn";

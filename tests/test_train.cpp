@@ -356,13 +356,25 @@ TEST_CASE("ModelCheckpoint: file names from {epoch} and logs, best only, write e
   best.filepath = t.file("best.mcnn");
   best.save_best_only = true;
   auto cb_best = std::make_shared<ModelCheckpoint>(best);
+  // The same files written at once, in fit's thread: the background writes must equal them.
+  ModelCheckpointOptions every_now = every;
+  every_now.filepath = t.file("now-{epoch:02d}.mcnn");
+  every_now.background = false;
   FitOptions o = quiet(4);
   o.callbacks = {script("val_loss", {0.5, 0.7, 0.25, 0.25}),
-                 std::make_shared<ModelCheckpoint>(every), cb_best};
+                 std::make_shared<ModelCheckpoint>(every), cb_best,
+                 std::make_shared<ModelCheckpoint>(every_now)};
   m.fit(train, nullptr, o);
   for (const char* f : {"m-01-0.50.mcnn", "m-02-0.70.mcnn", "m-03-0.25.mcnn", "m-04-0.25.mcnn"})
     CHECK(fs::exists(t.file(f)));
-  CHECK(cb_best->last_saved_epoch() == 2);  // ties do not save
+  auto bytes = [&](const std::string& f) {
+    std::ifstream in(t.file(f), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  CHECK(bytes("m-01-0.50.mcnn") == bytes("now-01.mcnn"));
+  CHECK(bytes("m-04-0.25.mcnn") == bytes("now-04.mcnn"));
+  CHECK(bytes("m-01-0.50.mcnn") != bytes("m-04-0.25.mcnn"));  // the weights as of each epoch
+  CHECK(cb_best->last_saved_epoch() == 2);                    // ties do not save
   Model loaded = Model::load(t.file("best.mcnn"));
   CHECK(loaded.info().class_names == m.info().class_names);
   CHECK(format_checkpoint_path("w.{epoch:03d}.{accuracy}.mcnn", 7, [] {

@@ -13,6 +13,7 @@
 #include "data/image.hpp"
 #include "data/loader.hpp"
 #include "data/split.hpp"
+#include "io/background_writer.hpp"
 #include "io/format.hpp"
 #include "io/npy.hpp"
 #include "io/weights.hpp"

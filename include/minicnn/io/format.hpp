@@ -141,25 +141,38 @@ struct McnnFile {
 
 namespace detail {
 
-// CRC-32 (IEEE 802.3, reflected 0xEDB88320; the one zlib and Python's zlib.crc32 compute).
-inline const std::array<uint32_t, 256>& crc32_table() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
+// CRC-32 (IEEE 802.3, reflected 0xEDB88320; the one zlib and Python's zlib.crc32 compute),
+// "slicing by 8": eight tables let one step consume 8 bytes, ~6x faster than a byte at a
+// time, which matters because every checkpoint (21 MB for MobileNetV2) is checksummed.
+// tables[0] is the classic byte table; tables[k][b] is the CRC of byte b followed by k zeros.
+inline const std::array<std::array<uint32_t, 256>, 8>& crc32_tables() {
+  static const auto tables = [] {
+    std::array<std::array<uint32_t, 256>, 8> t{};
     for (uint32_t i = 0; i < 256; ++i) {
       uint32_t c = i;
       for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
+      t[0][i] = c;
     }
+    for (int k = 1; k < 8; ++k)
+      for (uint32_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xffu];
     return t;
   }();
-  return table;
+  return tables;
 }
 // Chainable like zlib: crc32(crc32(0, a), b) == crc32(0, a ++ b).
 inline uint32_t crc32(uint32_t crc, const void* data, std::size_t n) {
-  const auto& t = crc32_table();
+  const auto& t = crc32_tables();
   const auto* p = static_cast<const unsigned char*>(data);
+  auto le32 = [](const unsigned char* q) {  // byte order independent of the host
+    return uint32_t(q[0]) | uint32_t(q[1]) << 8 | uint32_t(q[2]) << 16 | uint32_t(q[3]) << 24;
+  };
   crc = ~crc;
-  for (std::size_t i = 0; i < n; ++i) crc = t[(crc ^ p[i]) & 0xffu] ^ (crc >> 8);
+  for (; n >= 8; n -= 8, p += 8) {
+    const uint32_t a = crc ^ le32(p), b = le32(p + 4);
+    crc = t[7][a & 0xffu] ^ t[6][(a >> 8) & 0xffu] ^ t[5][(a >> 16) & 0xffu] ^ t[4][a >> 24] ^
+          t[3][b & 0xffu] ^ t[2][(b >> 8) & 0xffu] ^ t[1][(b >> 16) & 0xffu] ^ t[0][b >> 24];
+  }
+  for (; n > 0; --n, ++p) crc = t[0][(crc ^ *p) & 0xffu] ^ (crc >> 8);
   return ~crc;
 }
 
@@ -613,64 +626,94 @@ inline McnnFile read_mcnn(const std::string& path) {
 // ---------------------------------------------------------------------------------------
 // Atomic write
 
-// Writes `n` bytes to `path` through a temporary file in the same directory: write, fsync,
-// rename over the target, fsync the directory. On any failure the temporary file is removed,
-// the previous file at `path` (if any) is untouched, and IoError says what failed.
+// An atomic replacement of the file at `path`, in two steps. The constructor creates a
+// temporary file in the same directory, so that a missing folder or a permission problem is
+// reported at once; commit() writes the bytes, fsyncs, renames the temporary file over the
+// target and fsyncs the directory. On any failure, or when destroyed without a commit, the
+// temporary file is removed and the previous file at `path` (if any) is untouched; errors
+// are IoError saying what failed. Movable, so that the commit can happen on another thread
+// (io/background_writer.hpp).
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path) : path_(std::move(path)) {
+    namespace fs = std::filesystem;
+    fs::path target(path_);
+    if (target.filename().empty()) throw ConfigError("write '" + path_ + "': not a file name");
+    dir_ = (target.parent_path().empty() ? fs::path(".") : target.parent_path()).string();
+    static std::atomic<unsigned> counter{0};
+    for (int attempt = 0; fd_ < 0; ++attempt) {
+      tmp_ = (fs::path(dir_) / ("." + target.filename().string() + ".tmp." +
+                                std::to_string(::getpid()) + "." + std::to_string(counter++)))
+                 .string();
+      fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd_ < 0 && (errno != EEXIST || attempt > 100))
+        throw IoError("cannot write '" + path_ + "': cannot create a temporary file in '" + dir_ +
+                      "': " + detail::errno_text(errno));
+    }
+  }
+  AtomicFile(AtomicFile&& o) noexcept
+      : path_(std::move(o.path_)),
+        dir_(std::move(o.dir_)),
+        tmp_(std::move(o.tmp_)),
+        fd_(std::exchange(o.fd_, -1)) {}
+  AtomicFile& operator=(AtomicFile&&) = delete;
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile() { abandon(); }
+
+  const std::string& path() const { return path_; }
+
+  void commit(const char* data, std::size_t n) {
+    if (fd_ < 0) throw Error("AtomicFile '" + path_ + "': already committed or abandoned");
+    auto fail = [&](const std::string& step) {
+      const int e = errno;
+      abandon();
+      return IoError("cannot write '" + path_ + "': " + step + ": " + detail::errno_text(e) +
+                     " (the previous file, if any, is unchanged)");
+    };
+    // Keep the permissions of the file being replaced.
+    struct stat st;
+    if (::stat(path_.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      (void)::fchmod(fd_, st.st_mode & 07777);
+    std::size_t done = 0;
+    while (done < n) {
+      ssize_t w = ::write(fd_, data + done, std::min<std::size_t>(n - done, std::size_t(1) << 30));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw fail("write failed after " + std::to_string(done) + " of " + std::to_string(n) +
+                   " bytes");
+      }
+      done += static_cast<std::size_t>(w);
+    }
+    if (::fsync(fd_) != 0) throw fail("fsync failed");
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) throw fail("close failed");
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+      throw fail("rename of the temporary file failed");
+    tmp_.clear();
+    // Make the rename itself durable; failure here cannot lose the old or the new file.
+    int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      (void)::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+
+ private:
+  void abandon() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
+    tmp_.clear();
+  }
+  std::string path_, dir_, tmp_;
+  int fd_ = -1;
+};
+
+// Writes `n` bytes to `path` atomically (see AtomicFile).
 inline void write_file_atomic(const std::string& path, const char* data, std::size_t n) {
-  namespace fs = std::filesystem;
-  fs::path target(path);
-  if (target.filename().empty()) throw ConfigError("write '" + path + "': not a file name");
-  fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  static std::atomic<unsigned> counter{0};
-  std::string tmp;
-  int fd = -1;
-  for (int attempt = 0; fd < 0; ++attempt) {
-    tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
-                  std::to_string(counter++)))
-              .string();
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && (errno != EEXIST || attempt > 100))
-      throw IoError("cannot write '" + path + "': cannot create a temporary file in '" +
-                    dir.string() + "': " + detail::errno_text(errno));
-  }
-  struct Cleanup {
-    int fd;
-    std::string tmp;
-    bool remove = true;
-    ~Cleanup() {
-      if (fd >= 0) ::close(fd);
-      if (remove) ::unlink(tmp.c_str());
-    }
-  } guard{fd, tmp};
-  auto fail = [&](const std::string& step) {
-    return IoError("cannot write '" + path + "': " + step + ": " + detail::errno_text(errno) +
-                   " (the previous file, if any, is unchanged)");
-  };
-  // Keep the permissions of the file being replaced.
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) (void)::fchmod(fd, st.st_mode & 07777);
-  std::size_t done = 0;
-  while (done < n) {
-    ssize_t w = ::write(fd, data + done, std::min<std::size_t>(n - done, std::size_t(1) << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw fail("write failed after " + std::to_string(done) + " of " + std::to_string(n) +
-                 " bytes");
-    }
-    done += static_cast<std::size_t>(w);
-  }
-  if (::fsync(fd) != 0) throw fail("fsync failed");
-  int rc = ::close(guard.fd);
-  guard.fd = -1;
-  if (rc != 0) throw fail("close failed");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) throw fail("rename of the temporary file failed");
-  guard.remove = false;
-  // Make the rename itself durable; failure here cannot lose the old or the new file.
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  AtomicFile(path).commit(data, n);
 }
 
 inline void write_mcnn(const std::string& path, const McnnFile& f) {

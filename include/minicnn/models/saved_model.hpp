@@ -60,10 +60,14 @@ inline nlohmann::json model_metadata(LayerT<float>& net, const ModelInfo& info) 
           {"extra", info.extra.is_null() ? nlohmann::json::object() : info.extra}};
 }
 
-// Writes a self-contained model file atomically (nothing else is needed to use it).
+// The bytes of a self-contained model file (nothing else is needed to use it).
+inline std::vector<char> model_file_bytes(LayerT<float>& net, const ModelInfo& info) {
+  return serialize_mcnn(collect_weights(net, model_metadata(net, info)));
+}
+// Writes a self-contained model file atomically.
 inline void save_model_file(LayerT<float>& net, const ModelInfo& info, const std::string& path) {
-  McnnFile f = collect_weights(net, model_metadata(net, info));
-  write_mcnn(path, f);
+  const std::vector<char> bytes = model_file_bytes(net, info);
+  write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 struct LoadedNet {

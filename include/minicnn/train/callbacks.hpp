@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../io/background_writer.hpp"
 #include "callback.hpp"
 #include "model.hpp"
 
@@ -282,6 +283,12 @@ struct ModelCheckpointOptions {
   std::string mode = "auto";
   std::optional<double> initial_value_threshold = std::nullopt;
   std::string on_write_error = "stop";  // or "continue"
+  // minicnn's addition: model files are written by a background thread (the weights as they
+  // were at the end of the epoch), so training does not wait for the disk. A missing or
+  // read-only folder is still reported at once; a write that fails later (a full disk) is
+  // reported at the next epoch's end or when training ends. Weights-only files are written
+  // at once.
+  bool background = true;
 };
 
 class ModelCheckpoint : public Callback {
@@ -302,6 +309,14 @@ class ModelCheckpoint : public Callback {
                 ? *o_.initial_value_threshold
                 : (mode_ == "min" ? std::numeric_limits<double>::infinity()
                                   : -std::numeric_limits<double>::infinity());
+  }
+  // Every file is on disk when fit() returns.
+  void on_train_end(const Logs&) override {
+    try {
+      writer_.wait();
+    } catch (const Error& e) {
+      write_failed(e.what());
+    }
   }
   void on_epoch_end(int epoch, Logs& logs) override {
     const std::string path = format_checkpoint_path(o_.filepath, epoch + 1, logs);
@@ -347,23 +362,30 @@ class ModelCheckpoint : public Callback {
 
  private:
   void save(const std::string& path, int epoch) {
+    for (const auto& e : writer_.take_errors()) write_failed(e);
     try {
       if (o_.save_weights_only)
         model().save_weights(path);
+      else if (o_.background)
+        writer_.submit(path, model().model_bytes());
       else
         model().save(path);
       last_saved_ = path;
       last_saved_epoch_ = epoch;
     } catch (const Error& e) {
-      std::cerr << "ModelCheckpoint: " << e.what() << "\n";
-      if (o_.on_write_error == "stop") {
-        std::cerr << "Training stops (on_write_error = stop); the previous file is intact.\n";
-        model().stop_training = true;
-      }
+      write_failed(e.what());
+    }
+  }
+  void write_failed(const std::string& what) {
+    std::cerr << "ModelCheckpoint: " << what << "\n";
+    if (o_.on_write_error == "stop") {
+      std::cerr << "Training stops (on_write_error = stop); the previous file is intact.\n";
+      model().stop_training = true;
     }
   }
 
   ModelCheckpointOptions o_;
+  BackgroundWriter writer_;
   std::string mode_;
   double best_ = 0;
   std::string last_saved_;
@@ -537,8 +559,10 @@ class TerminateOnNaN : public Callback {
 // fit(initial_epoch = its result).
 class BackupAndRestore : public Callback {
  public:
-  explicit BackupAndRestore(std::string path, std::string on_write_error = "stop")
-      : path_(std::move(path)), policy_(std::move(on_write_error)) {
+  // background: written by a background thread (as ModelCheckpointOptions::background).
+  explicit BackupAndRestore(std::string path, std::string on_write_error = "stop",
+                            bool background = true)
+      : path_(std::move(path)), policy_(std::move(on_write_error)), background_(background) {
     if (path_.empty()) throw ConfigError("BackupAndRestore: path is empty");
     callback_detail::check_write_policy(policy_, "BackupAndRestore");
   }
@@ -546,19 +570,36 @@ class BackupAndRestore : public Callback {
   bool runs_last() const override { return true; }
   const std::string& path() const { return path_; }
   void on_epoch_end(int, Logs&) override {
+    for (const auto& e : writer_.take_errors()) write_failed(e);
     try {
-      model().save_checkpoint(path_);
+      if (background_)
+        writer_.submit(path_, model().checkpoint_bytes());
+      else
+        model().save_checkpoint(path_);
     } catch (const Error& e) {
-      std::cerr << "BackupAndRestore: " << e.what() << "\n";
-      if (policy_ == "stop") {
-        std::cerr << "Training stops (on_write_error = stop); the previous checkpoint is intact.\n";
-        model().stop_training = true;
-      }
+      write_failed(e.what());
+    }
+  }
+  void on_train_end(const Logs&) override {
+    try {
+      writer_.wait();
+    } catch (const Error& e) {
+      write_failed(e.what());
     }
   }
 
  private:
+  void write_failed(const std::string& what) {
+    std::cerr << "BackupAndRestore: " << what << "\n";
+    if (policy_ == "stop") {
+      std::cerr << "Training stops (on_write_error = stop); the previous checkpoint is intact.\n";
+      model().stop_training = true;
+    }
+  }
+
   std::string path_, policy_;
+  bool background_;
+  BackgroundWriter writer_;
 };
 
 }  // namespace minicnn

@@ -279,6 +279,8 @@ class Model {
   // ------------------------------------------------------------------- files
   // A self-contained model file (architecture, weights, class names, preprocessing).
   void save(const std::string& path) { save_model_file(*net_, info_, path); }
+  // What save() writes, as bytes (for writing elsewhere: io/background_writer.hpp).
+  std::vector<char> model_bytes() { return model_file_bytes(*net_, info_); }
   // Only the weights (load them into the same architecture with load_weights()).
   void save_weights(const std::string& path) {
     minicnn::save_weights(*net_, path, {{"kind", "weights"}});
@@ -294,6 +296,11 @@ class Model {
   // The whole training state after epoch `epoch` (see the top of this file). Inside fit()
   // the History and callbacks of that run are included (BackupAndRestore calls this).
   void save_checkpoint(const std::string& path) {
+    const std::vector<char> bytes = checkpoint_bytes();
+    write_file_atomic(path, bytes.data(), bytes.size());
+  }
+  // What save_checkpoint() writes, as bytes.
+  std::vector<char> checkpoint_bytes() {
     require_compiled("save_checkpoint");
     if (last_completed_epoch_ < 0)
       throw Error("save_checkpoint: no epoch has completed yet, nothing to resume from");
@@ -318,7 +325,7 @@ class Model {
     }
     f.metadata["training"] = training;
     f.metadata["kind"] = kCheckpointKind;
-    write_mcnn(path, f);
+    return serialize_mcnn(f);
   }
 
   // Restores what save_checkpoint() wrote into this (compiled, same architecture) model and
