@@ -15,33 +15,16 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("MINICNN_BIN_DIR", os.path.join(ROOT, "build", "bin"))
-SHARED = os.environ.get("MINICNN_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
-WS = os.path.join(SHARED, "weights-src")
+from minicnn_testlib import ALPHA1_H5, BIN, ROOT, check, converted_weights, summary
+
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
-failures, passes = [], []
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    (passes if cond else failures).append(msg)
 
 
 def weights_file():
     fetched = os.path.join(ROOT, "weights", "mobilenet_v2_1.0_224_no_top.mcnn")
     if os.path.isfile(fetched):
         return fetched
-    src = os.path.join(WS, "mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5")
-    if not os.path.isfile(src):
-        return None
-    out_dir = os.path.join(BIN, "..", "test-weights")  # the C++ tests' cache (tests/test_support.hpp)
-    os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, "mobilenet_v2_1.0.mcnn")
-    if not os.path.exists(out):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "keras_h5_to_mcnn.py"), src, out],
-                       check=True, stdout=subprocess.DEVNULL)
-    return out
+    return converted_weights() if os.path.isfile(ALPHA1_H5) else None
 
 
 def run(*args, ok=True):
@@ -103,8 +86,7 @@ def main():
         r = run(os.path.join(BIN, "haribo_train"), "--out", out, "--weights", weights, "--epochs", "1",
                 "--seed", "1", "--verbose", "0")
         check("Using %d synthetic images" % sum(counts.values()) in r.stdout, "the rendered data is reused")
-    print("%d passed, %d failed" % (len(passes), len(failures)))
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

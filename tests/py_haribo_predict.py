@@ -20,33 +20,14 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("MINICNN_BIN_DIR", os.path.join(ROOT, "build", "bin"))
-SHARED = os.environ.get("MINICNN_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
+from minicnn_testlib import BIN, SHARED, WS, check, converted_weights
+from minicnn_testlib import summary as checks_summary
+
 DATA = os.path.join(SHARED, "datasets", "jellybeans12")
-WS = os.path.join(SHARED, "weights-src")
 SAMPLES = os.path.join(SHARED, "imagenet-samples")
 PREDICT = os.path.join(BIN, "haribo_predict")
 CLASSES = ["blueberry", "lemon_drop", "very_cherry"]
 KERAS_EXT = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")
-failures, passes = [], []
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    (passes if cond else failures).append(msg)
-
-
-def converted():
-    """Same cache as the C++ tests (tests/test_support.hpp: converted_weights)."""
-    out_dir = os.path.join(BIN, "..", "test-weights")
-    os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, "mobilenet_v2_1.0.mcnn")
-    if not os.path.exists(out):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "keras_h5_to_mcnn.py"),
-                        os.path.join(WS, "mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5"), out],
-                       check=True, stdout=subprocess.DEVNULL)
-    return out
 
 
 def run(*args, rc=0):
@@ -85,7 +66,7 @@ def main():
     if not os.path.isdir(DATA) or not os.path.isdir(WS):
         print("SKIPPED: %s not found (the ../shared data is absent in this checkout)" % SHARED)
         return 77
-    weights = converted()
+    weights = converted_weights()
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         for c in CLASSES:
@@ -223,8 +204,7 @@ def main():
         check("--top-k" in r.stderr, "--top-k 0 refused: " + r.stderr.strip())
         r = run(PREDICT, "--help")
         check("Exit codes" in r.stdout and "--top-k" in r.stdout and "--json" in r.stdout, "--help")
-    print("%d passed, %d failed" % (len(passes), len(failures)))
-    return 1 if failures else 0
+    return checks_summary()
 
 
 if __name__ == "__main__":

@@ -13,29 +13,9 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("MINICNN_BIN_DIR", os.path.join(ROOT, "build", "bin"))
-SHARED = os.environ.get("MINICNN_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
+from minicnn_testlib import BIN, SHARED, WS, check, converted_weights, summary
+
 DATA = os.path.join(SHARED, "datasets", "jellybeans12")
-WS = os.path.join(SHARED, "weights-src")
-failures, passes = [], []
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    (passes if cond else failures).append(msg)
-
-
-def converted():
-    """Same cache as the C++ tests (tests/test_support.hpp: converted_weights)."""
-    out_dir = os.path.join(BIN, "..", "test-weights")
-    os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, "mobilenet_v2_1.0.mcnn")
-    if not os.path.exists(out):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "keras_h5_to_mcnn.py"),
-                        os.path.join(WS, "mobilenet_v2_1.0_224_no_top__from_slim_ckpt_npy.h5"), out],
-                       check=True, stdout=subprocess.DEVNULL)
-    return out
 
 
 def run(*args, ok=True):
@@ -49,7 +29,7 @@ def main():
     if not os.path.isdir(DATA) or not os.path.isdir(WS):
         print("SKIPPED: %s not found (the ../shared data is absent in this checkout)" % SHARED)
         return 77
-    weights = converted()
+    weights = converted_weights()
     train = os.path.join(BIN, "haribo_train")
     mcnn = os.path.join(BIN, "mcnn")
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,8 +84,7 @@ def main():
         check(r.returncode != 0 and "does not exist" in r.stderr, "missing data folder: " + r.stderr.strip())
         r = run(train, "--data", data, "--out", out, "--weights", os.path.join(tmp, "w.mcnn"), ok=False)
         check(r.returncode != 0 and "fetch_keras_weights.sh" in r.stderr, "missing weights say how to get them")
-    print("%d passed, %d failed" % (len(passes), len(failures)))
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":
