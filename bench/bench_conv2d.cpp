@@ -99,9 +99,17 @@ void pointwise_shapes(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
-BENCHMARK(BM_pw_fwd)->Apply(pointwise_shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_pw_bwd)->Apply(pointwise_shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_conv_fwd)->Args({3, 32, 96, 2})->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_conv_bwd)->Args({3, 32, 96, 2})->UseRealTime()->Unit(benchmark::kMicrosecond);
-
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  return bench::run_main(argc, argv, [] {
+    auto pw = [](benchmark::internal::Benchmark* b) {
+      b->Apply(pointwise_shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    };
+    auto stem = [](benchmark::internal::Benchmark* b) {
+      b->Args({3, 32, 96, 2})->UseRealTime()->Unit(benchmark::kMicrosecond);
+    };
+    bench::register_all_isas("BM_pw_fwd", BM_pw_fwd, pw);
+    bench::register_all_isas("BM_pw_bwd", BM_pw_bwd, pw);
+    bench::register_all_isas("BM_conv_fwd", BM_conv_fwd, stem);
+    bench::register_all_isas("BM_conv_bwd", BM_conv_bwd, stem);
+  });
+}

@@ -80,7 +80,10 @@ void mobilenet_v2_shapes(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
-BENCHMARK(BM_dw_fwd)->Apply(mobilenet_v2_shapes);
-BENCHMARK(BM_dw_bwd)->Apply(mobilenet_v2_shapes);
-
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  return bench::run_main(argc, argv, [] {
+    auto shapes = [](benchmark::internal::Benchmark* b) { b->Apply(mobilenet_v2_shapes); };
+    bench::register_all_isas("BM_dw_fwd", BM_dw_fwd, shapes);
+    bench::register_all_isas("BM_dw_bwd", BM_dw_bwd, shapes);
+  });
+}

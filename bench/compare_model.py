@@ -147,8 +147,10 @@ def torch_worker(args):
                 x.numpy().astype(np.float32).tofile(req["output"] + ".input.f32")
                 reply = {"ok": True, "shape": list(x.shape)}
             elif req["op"] == "info":
+                cap = [l.split(":", 1)[1].strip() for l in torch.__config__.show().splitlines()
+                       if "CPU capability usage" in l]
                 reply = {"torch": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
-                         "threads": torch.get_num_threads()}
+                         "threads": torch.get_num_threads(), "cpu_capability": cap[0] if cap else "?"}
             elif req["op"] == "quit":
                 break
             else:
@@ -238,15 +240,29 @@ class Worker:
             self.p.kill()
 
 
+# --isa avx2: every peer capped to AVX2 + FMA on an AVX-512 machine, standing in for an AVX2 CPU.
+# minicnn through MINICNN_ISA, PyTorch's own kernels through ATEN_CPU_CAPABILITY, oneDNN through
+# ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA, OpenBLAS through OPENBLAS_CORETYPE. onnxruntime-node's MLAS
+# has no such switch: it keeps its AVX-512 kernels (the tables say so).
+ISA_ENV = {"native": {},
+           "avx2": {"MINICNN_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                    "DNNL_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}}
+PEER_ISA = "native"
+
+
 def peer_env(threads):
-    return dict(os.environ, OMP_NUM_THREADS=str(threads), GLIBC_TUNABLES=TUNABLES)
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), GLIBC_TUNABLES=TUNABLES, **ISA_ENV[PEER_ISA])
 
 
 def run_mcnn(args, threads, batch, runs, warmup):
     cmd = [args.mcnn, "bench", "--weights", args.weights, "--size", str(args.size), "--batch", str(batch),
            "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup), "--json"]
     res = subprocess.run(cmd, env=peer_env(threads), check=True, capture_output=True, text=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    want = ISA_ENV[PEER_ISA].get("MINICNN_ISA")
+    if want and out.get("isa") != want:
+        sys.exit(f"compare_model: minicnn ran {out.get('isa')} kernels, expected {want}")
+    return out
 
 
 def rel_diff(a, b):
@@ -379,8 +395,12 @@ def main():
     ap.add_argument("--no-check", action="store_true", help="skip the equivalence check")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--json", help="write raw measurements to this file")
+    ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
+                    help="avx2: cap minicnn, PyTorch, oneDNN and OpenBLAS to AVX2 (not ONNX Runtime)")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global PEER_ISA
+    PEER_ISA = args.isa
     if not args.weights:  # the build folder's converted weights, else the default build's
         args.weights = os.path.join(args.build, "test-weights", "mobilenet_v2_1.0.mcnn")
         if not os.path.exists(args.weights):
@@ -434,11 +454,15 @@ def main():
                            platform.processor())
                 header = [f"MobileNetV2 alpha {args.alpha:g} ({os.path.basename(args.weights)}), {args.size}x{args.size}, "
                           f"whole model (no top, global average pooling), float32, CPU {cpu} ({os.cpu_count()} cores)",
-                          f"PyTorch {info['torch']} (oneDNN {info['mkldnn']}), onnxruntime-node {ort_ver}, "
+                          f"PyTorch {info['torch']} (oneDNN {info['mkldnn']}, ATen kernels {info['cpu_capability']}), "
+                          f"onnxruntime-node {ort_ver}, "
                           f"minicnn {args.mcnn}",
                           f"{args.rounds} interleaved rounds; batch {lat_b}: {args.runs_latency} timed runs per "
                           f"measurement, batch {thr_b}: {args.runs_throughput}; cells: median over rounds "
                           f"(min-max of the round medians); ratio = peer time / minicnn time (> 1: minicnn faster)",
+                          f"instruction sets: --isa {args.isa}" +
+                          (" (minicnn, PyTorch, oneDNN, OpenBLAS capped to AVX2; ONNX Runtime uncapped)"
+                           if args.isa == "avx2" else " (each peer's best)"),
                           f"load average at start: {open('/proc/loadavg').read().split()[:3]}"]
             # PyTorch: pick the fastest frozen variant per batch size.
             # With T threads on a machine of ncpu CPUs, the other ncpu - T CPUs are free for others.

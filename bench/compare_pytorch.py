@@ -63,6 +63,8 @@ def run_minicnn(build, threads, reps, shape=None):
         if shape is not None:
             fwd = bench_name(*shape, "fwd")
             cmd.append("--benchmark_filter=^" + fwd.replace("_fwd/", "_(fwd|bwd)/") + "/")
+        else:  # the dispatcher's choice (MINICNN_ISA caps it), not the name@<isa> variants
+            cmd.append("--benchmark_filter=^BM_[a-z]+_(fwd|bwd)/")
         res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         for b in json.loads(res.stdout)["benchmarks"]:
             if b.get("aggregate_name") != "median":

@@ -38,7 +38,12 @@ def main():
     ap.add_argument("--data", default="/work/shared/datasets/jellybeans12")
     ap.add_argument("--markdown")
     ap.add_argument("--json")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: cap minicnn (MINICNN_ISA), PyTorch's kernels, oneDNN and OpenBLAS to AVX2")
     args = ap.parse_args()
+    if args.isa == "avx2":  # before the re-exec below, so that torch starts capped
+        os.environ.update({"MINICNN_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                           "DNNL_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"})
     tt.reexec_with_environment(args.threads)
     import torch  # noqa: E402
     import torch_train_step as ts  # noqa: E402
@@ -79,7 +84,10 @@ def main():
         lines.append("| %s | %s | %.0f |" % (n, " ".join("%.0f" % x for x in v), med(v)))
     ratios = [r["ratio"] for r in rounds]
     lines.append("| **minicnn / best PyTorch** | %s | **%.2f** |" % (" ".join("%.2f" % x for x in ratios), med(ratios)))
-    md = "%d threads, %d steps per configuration and round, batch 32, 96x96\n\n" % (args.threads, args.reps) + "\n".join(lines)
+    cap = [l.split(":", 1)[1].strip() for l in torch.__config__.show().splitlines() if "CPU capability usage" in l]
+    md = ("%d threads, %d steps per configuration and round, batch 32, 96x96; instruction sets: --isa %s "
+          "(PyTorch ATen kernels: %s)\n\n" % (args.threads, args.reps, args.isa, cap[0] if cap else "?")
+          + "\n".join(lines))
     print(md)
     if args.markdown:
         open(args.markdown, "w").write(md + "\n")

@@ -280,7 +280,7 @@ TEST_CASE("dwconv2d fast kernels: outputs large enough for streaming stores matc
   alignas(64) static float buf[64];
   using kernels::dw_detail::stream_output;
   const int64_t big = 4 * MiB;
-  CHECK(stream_output(buf, 192, big, 2) == kernels::dw_detail::kCanStream);
+  CHECK(stream_output(buf, 192, big, 2) == kernels::dw_detail::can_stream());
   CHECK_FALSE(stream_output(buf, 150, big, 2));
   CHECK_FALSE(stream_output(buf + 1, 192, big, 2));
   CHECK_FALSE(stream_output(buf, 192, MiB / 4, 1));
@@ -312,19 +312,19 @@ TEST_CASE("dwconv2d fast kernels: stride-1 backward row groups on small maps mat
   MESSAGE("row groups vs reference: worst normwise relative error " << err.worst);
 }
 
-TEST_CASE("dwconv2d: the vector path is the one the compile target selects") {
-  // tests/CMakeLists.txt builds this file for each path; make sure each build runs its own.
-#if defined(__AVX512F__)
-  const int64_t lanes = 16;
-  const bool stream = true;
-#else
-  const int64_t lanes = 8;
-  const bool stream = false;
-#endif
-  CHECK(kernels::dw_detail::kLanes == lanes);
-  CHECK(kernels::dw_detail::kCanStream == stream);
-  MESSAGE("depthwise vector path: " << kernels::dw_detail::kLanes << " lanes, streaming stores "
-                                    << std::string(kernels::dw_detail::kCanStream ? "on" : "off"));
+TEST_CASE("dwconv2d: the vector path is the one MINICNN_ISA selects") {
+  // tests/CMakeLists.txt runs this file once per instruction set the machine has, capped
+  // through MINICNN_ISA; make sure each run exercises its own path.
+  const Isa isa = active_isa();
+  if (const char* env = std::getenv("MINICNN_ISA"); env && *env)
+    CHECK(isa == cpu_detail::best_available(parse_isa(env)));
+  const int64_t lanes = isa == Isa::avx512 ? 16 : 8;
+  CHECK(kernels::dw_detail::vector_lanes() == lanes);
+  CHECK(kernels::dw_detail::can_stream() == (isa == Isa::avx512));
+  MESSAGE("depthwise vector path: "
+          << std::string(isa_name(isa)) << ", " << kernels::dw_detail::vector_lanes()
+          << " lanes, streaming stores "
+          << std::string(kernels::dw_detail::can_stream() ? "on" : "off"));
 }
 
 TEST_CASE("dwconv2d dispatch: generic float path (5x5, mixed strides) matches the reference") {

@@ -266,6 +266,12 @@ def elementwise_cases(w):
     layer_case(w, "global_average_pooling2d", "GlobalAveragePooling2D", {},
                {"x": rng.uniform(-1, 1, (2, 3, 5, 4))}, {}, lambda i, p: i["x"].mean(dim=(1, 2)))
 
+    # Continuous values: no ties, so the gradient goes to the one maximum (TF's argmax and
+    # torch.amax agree there; with ties amax would split it).
+    rng = case_rng("global_max_pooling2d")
+    layer_case(w, "global_max_pooling2d", "GlobalMaxPooling2D", {},
+               {"x": rng.uniform(-1, 1, (2, 3, 5, 4))}, {}, lambda i, p: i["x"].amax(dim=(1, 2)))
+
     rng = case_rng("zero_padding2d")
     top, bottom, left, right = 1, 2, 0, 3
     layer_case(w, "zero_padding2d", "ZeroPadding2D", {"padding": [[top, bottom], [left, right]]},

@@ -369,17 +369,19 @@ int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threa
     forward_observer() = nullptr;
   }
   if (as_json) {
-    std::cout << json{{"weights", weights},   {"size", size},        {"batch", batch},
-                      {"threads", threads},   {"runs", runs},        {"latency_ms", median},
-                      {"min_ms", ms.front()}, {"max_ms", ms.back()}, {"images_per_sec", ips}}
+    std::cout << json{{"weights", weights},    {"size", size},
+                      {"batch", batch},        {"threads", threads},
+                      {"runs", runs},          {"latency_ms", median},
+                      {"min_ms", ms.front()},  {"max_ms", ms.back()},
+                      {"images_per_sec", ips}, {"isa", isa_name(active_isa())}}
                      .dump()
               << "\n";
   } else {
     std::printf(
-        "MobileNetV2 alpha %.2f, %lldx%lld, batch %lld, %d threads: median %.3f ms per batch "
-        "(min %.3f, max %.3f over %d runs), %.1f images/s\n",
-        m.options.alpha, (long long)size, (long long)size, (long long)batch, threads, median,
-        ms.front(), ms.back(), runs, ips);
+        "MobileNetV2 alpha %.2f, %lldx%lld, batch %lld, %d threads, %s kernels: median %.3f ms "
+        "per batch (min %.3f, max %.3f over %d runs), %.1f images/s\n",
+        m.options.alpha, (long long)size, (long long)size, (long long)batch, threads,
+        isa_name(active_isa()), median, ms.front(), ms.back(), runs, ips);
     if (profile) print_profile(median);
   }
   return 0;

@@ -10,7 +10,7 @@
 // forward is one GEMM on the caller's memory with bias + activation in its epilogue;
 // backward is dX = dZ * W^T and dW += X^T * dZ, computed in ONE pass over dZ (row blocks
 // that stay in L2 feed both products; these shapes are memory-bound).
-// Other kernels / strides, forward: with AVX-512 and kh*kw*Cin <= 320 (the stem: 27)
+// Other kernels / strides, forward: with kh*kw*Cin <= 320 (the stem: 27)
 // the GEMM micro-kernel reads the windows straight from x (a window row is kw*Cin
 // contiguous floats), only border pixels of TF "same" padding go through im2col;
 // otherwise im2col of a block of output pixels into a per-thread buffer that stays in
@@ -40,32 +40,10 @@ inline bool is_pointwise(const ConvGeometry& g) {
 // Short contiguous runs (a window row: kw * Cin values, 9 for the 3-channel stem).
 template <typename T>
 inline void copy_run(T* d, const T* s, int64_t n) {
-#if defined(MINICNN_GEMM_AVX512)
-  if constexpr (std::is_same_v<T, float>) {
-    for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
-    if (n > 0) {
-      __mmask16 m = gemm_detail::tail_mask(n);
-      _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
-    }
-    return;
-  }
-#endif
   for (int64_t i = 0; i < n; ++i) d[i] = s[i];
 }
 template <typename T>
 inline void add_run(T* d, const T* s, int64_t n) {
-#if defined(MINICNN_GEMM_AVX512)
-  if constexpr (std::is_same_v<T, float>) {
-    for (; n >= 16; n -= 16, d += 16, s += 16)
-      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(s)));
-    if (n > 0) {
-      __mmask16 m = gemm_detail::tail_mask(n);
-      _mm512_mask_storeu_ps(
-          d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
-    }
-    return;
-  }
-#endif
   for (int64_t i = 0; i < n; ++i) d[i] += s[i];
 }
 
@@ -98,43 +76,6 @@ void im2col(const ConvGeometry& g, const T* x, int64_t p0, int64_t cnt, T* col) 
   const int64_t C = g.in_c, run = g.k_w * C, K = g.k_h * run;
   int64_t in_lo, in_hi;
   interior_cols(g, &in_lo, &in_hi);
-#if defined(MINICNN_GEMM_AVX512)
-  if constexpr (std::is_same_v<T, float>) {
-    if (run <= 16) {
-      // Short window rows (the 3-channel stem: 9 floats): one masked load and one full
-      // 16-float store each; the excess lands on the next segment or pixel, which is
-      // written afterwards (pixel-major, kh-minor order), or in the slack.
-      const __mmask16 m = gemm_detail::tail_mask(run);
-      for_each_row_run(
-          g, p0, cnt, [&](int64_t i0, int64_t n, int64_t oh, int64_t ow0, int64_t ow1) {
-            const int64_t ih0 = oh * g.stride_h - g.pad_top;
-            const bool rows_in = ih0 >= 0 && ih0 + g.k_h <= g.in_h;
-            const float* xbase = x + (n * g.in_h + ih0) * g.in_w * C;
-            for (int64_t ow = ow0; ow < ow1; ++ow) {
-              float* d = col + (i0 + ow - ow0) * K;
-              int64_t iw0 = ow * g.stride_w - g.pad_left;
-              if (rows_in && ow >= in_lo && ow < in_hi) {
-                const float* src = xbase + iw0 * C;
-                for (int64_t kh = 0; kh < g.k_h; ++kh)
-                  _mm512_storeu_ps(d + kh * run, _mm512_maskz_loadu_ps(m, src + kh * g.in_w * C));
-                continue;
-              }
-              int64_t kw_lo = std::max<int64_t>(0, -iw0),
-                      kw_hi = std::max(kw_lo, std::min(g.k_w, g.in_w - iw0));
-              for (int64_t kh = 0; kh < g.k_h; ++kh) {
-                float* dk = d + kh * run;
-                int64_t ih = ih0 + kh;
-                std::fill(dk, dk + run, 0.f);
-                if (ih >= 0 && ih < g.in_h && kw_hi > kw_lo)
-                  copy_run(dk + kw_lo * C, x + ((n * g.in_h + ih) * g.in_w + iw0 + kw_lo) * C,
-                           (kw_hi - kw_lo) * C);
-              }
-            }
-          });
-      return;
-    }
-  }
-#endif
   for_each_row_run(g, p0, cnt, [&](int64_t i0, int64_t n, int64_t oh, int64_t ow0, int64_t ow1) {
     for (int64_t kh = 0; kh < g.k_h; ++kh) {
       int64_t ih = oh * g.stride_h - g.pad_top + kh;
@@ -195,13 +136,15 @@ void col2im_add(const ConvGeometry& g, const T* col, int64_t p0, int64_t cnt, T*
 
 // Output pixels per im2col block: the block (pixels x K) stays in L2 next to its output.
 inline int64_t block_pixels(int64_t K) {
-  int64_t p = (32 * 1024) / std::max<int64_t>(1, K) / 48 * 48;
-  return std::clamp<int64_t>(p, 48, 1536);
+  constexpr int64_t a = gemm_detail::kRowAlign;
+  int64_t p = (32 * 1024) / std::max<int64_t>(1, K) / a * a;
+  return std::clamp<int64_t>(p, a, 32 * a);
 }
 // Rows per block of the fused pointwise backward: dZ, X and dX blocks in L2 together.
 inline int64_t block_rows_pointwise(int64_t cin, int64_t cout) {
-  int64_t r = (64 * 1024) / std::max<int64_t>(1, cin + cout) / 48 * 48;
-  return std::clamp<int64_t>(r, 96, 2304);
+  constexpr int64_t a = gemm_detail::kRowAlign;
+  int64_t r = (64 * 1024) / std::max<int64_t>(1, cin + cout) / a * a;
+  return std::clamp<int64_t>(r, 2 * a, 48 * a);
 }
 
 // Weight (and bias) gradients accumulated by several threads: thread 0 adds into the
@@ -240,79 +183,26 @@ struct GradPartials {
   }
 };
 
-#if defined(MINICNN_GEMM_AVX512)
-// Whether conv2d_forward reads windows straight from x: the packed weights must be one
-// k-block (kernel rows are consecutive segments of it) and an output row must hold
-// enough interior pixels for full micro-tiles.
-inline bool direct_forward_ok(const ConvGeometry& g) {
-  int64_t K = g.k_h * g.k_w * g.in_c;
-  return gemm_detail::nn_kc(K) == K && g.out_w >= 2 * gemm_detail::kMaxMR;
-}
+}  // namespace conv_detail
+}  // namespace kernels
+}  // namespace minicnn
 
-// Output rows [row_b, row_e) (row = n*out_h + oh) of the forward, without im2col: a
-// window row is kw*Cin contiguous floats of x, so the micro-kernel reads A(pixel, kh, j)
-// = x[pixel start + kh*in_w*Cin + j] with pixels sw*Cin apart. Pixels whose window
-// leaves the image (TF "same" borders) are gathered with im2col, multiplied together
-// and scattered back.
-inline void conv_direct_rows(const ConvGeometry& g, const float* x, const float* pb,
-                             const Epilogue<float>& ep, float* y, int64_t row_b, int64_t row_e) {
-  using namespace gemm_detail;
-  const int64_t C = g.in_c, N = g.out_c, K = g.k_h * g.k_w * C, nvec = (N + 15) / 16;
-  int64_t ow_lo, ow_hi;
-  interior_cols(g, &ow_lo, &ow_hi);
-  const bool wide = ow_hi - ow_lo >= kMaxMR;
-  constexpr int64_t kGather = 192;  // border pixels multiplied together
-  float* col = scratch<float, 2>(static_cast<std::size_t>(kGather * K + kColSlack));
-  float* tmp = scratch<float, 5>(static_cast<std::size_t>(kGather * N));
-  int64_t pix[kGather];
-  int64_t ng = 0;
-  auto flush = [&] {
-    if (ng == 0) return;
-    if (ng >= kMaxMR) {
-      nn_rows_avx512(0, ng, N, K, col, K, pb, tmp, N, false, ep);
-    } else {  // too few rows for a micro-tile: pad the block with zero rows
-      std::fill(col + ng * K, col + kMaxMR * K, 0.f);
-      nn_rows_avx512(0, kMaxMR, N, K, col, K, pb, tmp, N, false, ep);
-    }
-    for (int64_t i = 0; i < ng; ++i) std::memcpy(y + pix[i] * N, tmp + i * N, sizeof(float) * N);
-    ng = 0;
-  };
-  auto gather = [&](int64_t p) {
-    im2col(g, x, p, 1, col + ng * K);
-    pix[ng++] = p;
-    if (ng == kGather) flush();
-  };
-  NNArgs a;
-  a.kc = g.k_w * C;
-  a.nseg = g.k_h;
-  a.seg_stride = g.in_w * C;
-  a.lda = g.stride_w * C;
-  a.ldc = N;
-  a.epi = ep.active();
-  a.act = ep.act;
-  for (int64_t row = row_b; row < row_e; ++row) {
-    int64_t n = row / g.out_h, oh = row % g.out_h, ih0 = oh * g.stride_h - g.pad_top;
-    int64_t p0 = row * g.out_w;
-    if (!wide || ih0 < 0 || ih0 + g.k_h > g.in_h) {
-      for (int64_t ow = 0; ow < g.out_w; ++ow) gather(p0 + ow);
-      continue;
-    }
-    for (int64_t ow = 0; ow < ow_lo; ++ow) gather(p0 + ow);
-    for (int64_t ow = ow_hi; ow < g.out_w; ++ow) gather(p0 + ow);
-    const float* arow = x + ((n * g.in_h + ih0) * g.in_w + ow_lo * g.stride_w - g.pad_left) * C;
-    float* yrow = y + (p0 + ow_lo) * N;
-    for_each_panel(nvec, [&](int64_t v0, int nv) {
-      a.bp = pb + v0 * 16 * K;
-      a.mlast = tail_mask(N - (v0 + nv - 1) * 16);
-      a.bias = ep.bias ? ep.bias + v0 * 16 : nullptr;
-      dispatch_panel(nv, [&](auto nvc) {
-        nn_panel<decltype(nvc)::value>(0, ow_hi - ow_lo, arow, yrow + v0 * 16, a);
-      });
-    });
-  }
-  flush();
+#define MINICNN_ISA_BODY "conv2d_body.inl"
+#include "for_each_isa.inl"
+#undef MINICNN_ISA_BODY
+
+namespace minicnn {
+namespace kernels {
+namespace conv_detail {
+
+// Whether conv2d_forward reads windows straight from x with weights packed for `isa`.
+inline bool conv_direct_ok(Isa isa, const ConvGeometry& g) {
+  MINICNN_DISPATCH(isa, conv_direct_ok(g))
 }
-#endif
+inline void conv_direct_forward(Isa isa, const ConvGeometry& g, const float* x, const float* panels,
+                                const Epilogue<float>& ep, float* y) {
+  MINICNN_DISPATCH(isa, conv_direct_forward(g, x, panels, ep, y))
+}
 
 }  // namespace conv_detail
 
@@ -340,25 +230,12 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   thread_local PackedB<T> tl_packed;
   if (!prepacked) tl_packed.pack(K, N, w, N, false);
   const PackedB<T>& packed = prepacked ? *prepacked : tl_packed;
-#if defined(MINICNN_GEMM_AVX512)
   if constexpr (std::is_same_v<T, float>) {
-    if (direct_forward_ok(g)) {
-      const int64_t rows = g.n * g.out_h;
-      int nt = gemm_detail::plan_threads(2.0 * M * N * K, rows);
-      if (nt <= 1) {
-        conv_direct_rows(g, x, packed.panels(), ep, y, 0, rows);
-        return;
-      }
-#pragma omp parallel num_threads(nt)
-      {
-        int64_t b, e;
-        gemm_detail::split_range(rows, thread_index(), nt, 1, &b, &e);
-        if (e > b) conv_direct_rows(g, x, packed.panels(), ep, y, b, e);
-      }
+    if (conv_direct_ok(packed.isa(), g)) {
+      conv_direct_forward(packed.isa(), g, x, packed.panels(), ep, y);
       return;
     }
   }
-#endif
   const int64_t blk = block_pixels(K);
   auto run = [&](int64_t pb, int64_t pe) {
     T* col = gemm_detail::scratch<T, 2>(static_cast<std::size_t>(blk * K + kColSlack));
@@ -368,7 +245,8 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
       packed.multiply_rows(cnt, col, K, y + p * N, N, false, ep);
     }
   };
-  int nt = gemm_detail::plan_threads(2.0 * M * N * K, (M + 47) / 48);
+  int nt = gemm_detail::plan_threads(2.0 * M * N * K,
+                                     (M + gemm_detail::kRowAlign - 1) / gemm_detail::kRowAlign);
   if (nt <= 1) {
     run(0, M);
     return;
@@ -376,7 +254,7 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
 #pragma omp parallel num_threads(nt)
   {
     int64_t b, e;
-    gemm_detail::split_range(M, thread_index(), nt, 48, &b, &e);
+    gemm_detail::split_range(M, thread_index(), nt, gemm_detail::kRowAlign, &b, &e);
     if (e > b) run(b, e);
   }
 }
@@ -401,7 +279,8 @@ void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz,
 
   if (is_pointwise(g)) {
     // One pass over dZ only pays when the private dW copies of the threads are cheap.
-    int nt = gemm_detail::plan_threads(flops, (M + 47) / 48);
+    int nt =
+        gemm_detail::plan_threads(flops, (M + gemm_detail::kRowAlign - 1) / gemm_detail::kRowAlign);
     bool fused = dx && dw && (nt <= 1 || 3 * K < M);
     if (!fused) {
       if (dx) gemm_nt(M, K, N, dz, N, w, N, dx, K);
@@ -431,7 +310,7 @@ void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz,
     {
       int t = thread_index();
       int64_t b, e;
-      gemm_detail::split_range(M, t, nt, 48, &b, &e);
+      gemm_detail::split_range(M, t, nt, gemm_detail::kRowAlign, &b, &e);
       run(t, b, e);
 #pragma omp barrier
       parts.reduce(t, nt);
@@ -446,7 +325,8 @@ void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz,
   if (dx) packed_t.pack(N, K, w, N, true);
   const int64_t blk = block_pixels(K);
   const int64_t hw = g.out_h * g.out_w, img_in = g.in_h * g.in_w * g.in_c;
-  int nt = gemm_detail::plan_threads(flops, dx ? g.n : (M + 47) / 48);
+  int nt = gemm_detail::plan_threads(
+      flops, dx ? g.n : (M + gemm_detail::kRowAlign - 1) / gemm_detail::kRowAlign);
   GradPartials<T> parts(dw, db, K * N, N, nt);
   auto run = [&](int t, int64_t pb, int64_t pe) {
     parts.zero(t);
@@ -480,7 +360,7 @@ void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz,
       b *= hw;
       e *= hw;
     } else {
-      gemm_detail::split_range(M, t, nt, 48, &b, &e);
+      gemm_detail::split_range(M, t, nt, gemm_detail::kRowAlign, &b, &e);
     }
     run(t, b, e);
 #pragma omp barrier
