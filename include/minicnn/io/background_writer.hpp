@@ -6,11 +6,20 @@
 // submit(path, bytes) takes the bytes as they are now (a consistent snapshot: training may
 // change the weights right after) and creates the temporary file at once (AtomicFile), so a
 // missing folder or a permission problem throws IoError in the caller, immediately. The
-// write, fsync and rename happen on the thread, in submission order; what fails there (a
-// full disk) is kept and handed out by take_errors() or thrown by wait(). Either way the
-// previous file at that path is untouched. A newer submit for a path whose write has not
-// started yet replaces it (only the newest state of a file matters). The destructor finishes
-// every pending write.
+// write, fsync and rename happen on the thread; what fails there (a full disk) is kept and
+// handed out by take_errors() or thrown by wait(). Either way the previous file at that path
+// is untouched. The destructor finishes every pending write.
+//
+// Order: files reach the disk in submission order, so a file that describes others (a
+// training checkpoint saying "the best model was saved in epoch 7") is never on disk before
+// them, whatever moment the process is killed at. To keep memory bounded when the disk is
+// slower than the submissions, a newer state of a path replaces a pending one when nothing
+// was submitted after it (only the newest state matters); otherwise submit() waits until the
+// writer has started on the older one (replacing it there would reorder the files).
+//
+// Several callers can share one writer (the callbacks of one Model do: Model::file_writer()),
+// each passing itself as `owner`: take_errors(owner) and wait(owner) then hand each caller the
+// failures of its own files only.
 #pragma once
 #include <condition_variable>
 #include <deque>
@@ -39,35 +48,42 @@ class BackgroundWriter {
     if (thread_.joinable()) thread_.join();
   }
 
-  void submit(const std::string& path, std::vector<char> bytes) {
+  void submit(const std::string& path, std::vector<char> bytes, const void* owner = nullptr) {
     AtomicFile file(path);  // throws here for a missing folder, a read-only one, ...
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& job : queue_)
-      if (job.file.path() == path) {  // not started yet: the newer state replaces it
-        job.bytes = std::move(bytes);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (!queue_.empty() && queue_.back().file.path() == path) {  // the newest job: replace it
+        queue_.back().bytes = std::move(bytes);
+        queue_.back().owner = owner;
         return;  // `file`, unused, removes its temporary file
       }
-    queue_.push_back(Job{std::move(file), std::move(bytes)});
+      bool older = false;
+      for (const auto& job : queue_) older = older || job.file.path() == path;
+      if (!older) break;
+      taken_cv_.wait(lock);  // the writer starts on the older state first
+    }
+    queue_.push_back(Job{std::move(file), std::move(bytes), owner});
     if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
     cv_.notify_all();
   }
 
-  // Blocks until every submitted write has finished; throws IoError naming every write that
-  // failed since the errors were last taken.
-  void wait() {
+  // Blocks until every submitted write has finished; throws IoError naming every write of
+  // `owner` (nullptr: of anyone) that failed since its errors were last taken.
+  void wait(const void* owner = nullptr) {
     std::unique_lock<std::mutex> lock(mu_);
     idle_cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
-    if (errors_.empty()) return;
-    std::string msg = errors_.front();
-    for (size_t i = 1; i < errors_.size(); ++i) msg += "; " + errors_[i];
-    errors_.clear();
+    const std::vector<std::string> errors = take_locked(owner);
+    if (errors.empty()) return;
+    std::string msg = errors.front();
+    for (size_t i = 1; i < errors.size(); ++i) msg += "; " + errors[i];
     throw IoError(msg);
   }
 
-  // The messages of the writes that failed so far (without waiting), and forgets them.
-  std::vector<std::string> take_errors() {
+  // The messages of the writes of `owner` (nullptr: of anyone) that failed so far (without
+  // waiting), and forgets them.
+  std::vector<std::string> take_errors(const void* owner = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
-    return std::exchange(errors_, {});
+    return take_locked(owner);
   }
 
   // Writes submitted and not finished yet.
@@ -80,7 +96,25 @@ class BackgroundWriter {
   struct Job {
     AtomicFile file;
     std::vector<char> bytes;
+    const void* owner = nullptr;
   };
+  struct Failure {
+    const void* owner;
+    std::string message;
+  };
+
+  std::vector<std::string> take_locked(const void* owner) {
+    std::vector<std::string> out;
+    std::vector<Failure> keep;
+    for (auto& f : errors_) {
+      if (owner == nullptr || f.owner == owner)
+        out.push_back(std::move(f.message));
+      else
+        keep.push_back(std::move(f));
+    }
+    errors_ = std::move(keep);
+    return out;
+  }
 
   void run() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -90,6 +124,7 @@ class BackgroundWriter {
       Job job = std::move(queue_.front());
       queue_.pop_front();
       busy_ = true;
+      taken_cv_.notify_all();
       lock.unlock();
       std::string error;
       try {
@@ -99,15 +134,15 @@ class BackgroundWriter {
       }
       lock.lock();
       busy_ = false;
-      if (!error.empty()) errors_.push_back(error);
+      if (!error.empty()) errors_.push_back(Failure{job.owner, error});
       if (queue_.empty()) idle_cv_.notify_all();
     }
   }
 
   std::mutex mu_;
-  std::condition_variable cv_, idle_cv_;
+  std::condition_variable cv_, idle_cv_, taken_cv_;
   std::deque<Job> queue_;
-  std::vector<std::string> errors_;
+  std::vector<Failure> errors_;
   bool busy_ = false, closing_ = false;
   std::thread thread_;
 };
