@@ -37,7 +37,7 @@ struct Settings {
       finetune = 0, finetune_epochs = 10, verbose = -1;
   double lr = 1e-4, finetune_lr = 1e-5, dropout = 0.5, validation_split = 0.2;
   std::string preprocess = "tf", interpolation = "nearest", split = "keras";
-  std::string on_write_error = "stop";
+  std::string on_write_error = "stop";  // per invocation, like --threads: not in to_json()
   uint64_t seed = 1;
   bool exif = true, augment = true, cache_features = false, report = true;
   AugmentOptions aug = AugmentOptions::notebook();
@@ -65,8 +65,7 @@ struct Settings {
             {"exif", exif},
             {"augment", augment},
             {"augmentation", aug.to_json()},
-            {"cache_features", cache_features},
-            {"on_write_error", on_write_error}};
+            {"cache_features", cache_features}};
   }
 };
 
@@ -250,7 +249,6 @@ int run(Settings s, bool resume, bool epochs_given) {
     s.augment = st.value("augment", s.augment);
     if (st.contains("augmentation")) s.aug = AugmentOptions::from_json(st["augmentation"]);
     s.cache_features = st.value("cache_features", s.cache_features);
-    s.on_write_error = st.value("on_write_error", s.on_write_error);
     phase_resumed = extra.value("phase", 1);
     std::cout << "Resuming from '" << last_path << "' (phase " << phase_resumed
               << ") with its settings\n";

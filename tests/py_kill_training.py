@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from minicnn_testlib import BIN, ROOT, WS, check, converted_weights, summary
+from minicnn_testlib import BIN, ROOT, WS, check, converted_weights, make_ppm_dataset, summary
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import mcnn_format  # noqa: E402
@@ -43,18 +43,6 @@ import mcnn_format  # noqa: E402
 KILLS = int(os.environ.get("MINICNN_KILLS", "120"))
 EPOCHS = 12
 TIME_LIMIT_S = float(os.environ.get("MINICNN_KILL_TIME_LIMIT", "150"))
-
-
-def make_dataset(root, classes=("a", "b", "c"), per_class=16, size=40, seed=0):
-    rng = random.Random(seed)
-    for ci, c in enumerate(classes):
-        d = os.path.join(root, c)
-        os.makedirs(d)
-        base = ((ci * 97) % 256, (ci * 53 + 80) % 256, (ci * 191 + 30) % 256)
-        for i in range(per_class):
-            px = bytes(max(0, min(255, int(base[k % 3] + rng.gauss(0, 70)))) for k in range(size * size * 3))
-            with open(os.path.join(d, "img%03d.ppm" % i), "wb") as f:
-                f.write(b"P6\n%d %d\n255\n" % (size, size) + px)
 
 
 def tensors_digest(f, kinds=(0, 1)):
@@ -109,7 +97,7 @@ def main():
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
-        make_dataset(data)
+        make_ppm_dataset(data)
         base = [train, "--data", data, "--weights", weights, "--size", "32", "--batch-size", "8",
                 "--no-augment", "--cache-features", "--threads", "1", "--workers", "0",
                 "--verbose", "2", "--patience", "1000", "--no-report", "--dense", "16",
