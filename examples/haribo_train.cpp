@@ -268,6 +268,13 @@ int run(Settings s, bool resume, bool epochs_given) {
     std::cout << (rep.reused ? "Using " : "Rendered ") << rep.images << " synthetic images of "
               << rep.classes.size() << " classes (" << fixed(rep.seconds, 1) << " s)\n";
   }
+  // The paths are kept in the model file's JSON metadata (the settings), which is UTF-8 text.
+  for (const auto& [opt, path] : {std::pair<const char*, const std::string*>{"--data", &s.data},
+                                  {"--val-data", &s.val_data},
+                                  {"--weights", &s.weights}})
+    if (!path->empty() && !detail::valid_utf8_name(*path))
+      throw ConfigError(std::string(opt) + " path is not valid UTF-8; it is stored in the model " +
+                        "file's JSON metadata: rename it or use a link with a UTF-8 name");
   if (!s.augment) s.aug = AugmentOptions{};
   if (s.weights.empty()) s.weights = default_weights(s.alpha);
   if (!fs::exists(s.weights))
@@ -472,7 +479,10 @@ int run(Settings s, bool resume, bool epochs_given) {
       {"threads", num_threads()},
       {"model", best_path},
       {"settings", s.to_json()}};
-  const std::string summary_text = summary.dump(2) + "\n";
+  // Strings from file names are UTF-8 (the dataset checks its class names); anything else
+  // would become U+FFFD rather than an invalid file.
+  const std::string summary_text =
+      summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   write_file_atomic(s.out + "/summary.json", summary_text.data(), summary_text.size());
   // The whole run's History (both phases, resumed epochs included) replaces the live CSV.
   const std::string csv = h.to_csv();
