@@ -126,6 +126,38 @@ TEST_CASE("BackgroundWriter: a failed write is reported to its owner only, at wa
   CHECK(t.temporaries() == 0);
 }
 
+TEST_CASE("BackgroundWriter: a checkpoint is not written after the file it describes failed") {
+  TempDir t;
+  BackgroundWriter w;
+  int model = 0, checkpoint = 0;
+  std::ofstream(t.file("ck")) << "old ck";
+  auto text = [](const std::string& s) { return std::vector<char>(s.begin(), s.end()); };
+  {
+    FileSizeLimit limit(50000);
+    w.submit(t.file("best"), std::vector<char>(200000, 'b'), &model);
+    w.submit(t.file("ck"), text("new ck"), &checkpoint, /*only_if_earlier_written=*/true);
+    mt::check_throws_with([&] { w.wait(&checkpoint); },
+                          {"ck'", "not written because", "best", "unchanged"});
+  }
+  CHECK(read_all(t.file("ck")) == "old ck");
+  CHECK(w.take_errors(&model).size() == 1);
+  // The next epoch, nothing failed before it: written.
+  w.submit(t.file("best"), text("best 2"), &model);
+  w.submit(t.file("ck"), text("ck 2"), &checkpoint, true);
+  w.wait();
+  CHECK(read_all(t.file("ck")) == "ck 2");
+  // Without the flag a file is written whatever failed before it.
+  {
+    FileSizeLimit limit(50000);
+    w.submit(t.file("best"), std::vector<char>(200000, 'b'), &model);
+    w.submit(t.file("ck"), text("ck 3"), &checkpoint);
+    w.wait(&checkpoint);
+  }
+  CHECK(read_all(t.file("ck")) == "ck 3");
+  CHECK(read_all(t.file("best")) == "best 2");
+  CHECK(t.temporaries() == 0);
+}
+
 TEST_CASE("BackgroundWriter: alternating paths wait instead of overtaking; newest state wins") {
   TempDir t;
   BackgroundWriter w;

@@ -17,12 +17,21 @@
 // was submitted after it (only the newest state matters); otherwise submit() waits until the
 // writer has started on the older one (replacing it there would reorder the files).
 //
+// A file that describes the others (a checkpoint) can be submitted with
+// `only_if_earlier_written`: it is then left unwritten (its previous version stays, and the
+// caller gets an error naming the file that failed) when a write submitted before it, since
+// the same owner's previous submission, failed. A training checkpoint therefore never says a
+// best model was saved when that write failed (disk full) and the checkpoint's, smaller or
+// later, still fitted.
+//
 // Several callers can share one writer (the callbacks of one Model do: Model::file_writer()),
 // each passing itself as `owner`: take_errors(owner) and wait(owner) then hand each caller the
 // failures of its own files only.
 #pragma once
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -48,13 +57,19 @@ class BackgroundWriter {
     if (thread_.joinable()) thread_.join();
   }
 
-  void submit(const std::string& path, std::vector<char> bytes, const void* owner = nullptr) {
+  void submit(const std::string& path, std::vector<char> bytes, const void* owner = nullptr,
+              bool only_if_earlier_written = false) {
     AtomicFile file(path);  // throws here for a missing folder, a read-only one, ...
     std::unique_lock<std::mutex> lock(mu_);
+    const uint64_t since = last_submitted_[owner], seq = ++submitted_;
+    last_submitted_[owner] = seq;
     for (;;) {
       if (!queue_.empty() && queue_.back().file.path() == path) {  // the newest job: replace it
-        queue_.back().bytes = std::move(bytes);
-        queue_.back().owner = owner;
+        Job& job = queue_.back();
+        job.bytes = std::move(bytes);
+        job.owner = owner;
+        job.seq = seq;  // `since` stays the older one's: the wider range
+        job.only_if_earlier_written = job.only_if_earlier_written || only_if_earlier_written;
         return;  // `file`, unused, removes its temporary file
       }
       bool older = false;
@@ -62,7 +77,8 @@ class BackgroundWriter {
       if (!older) break;
       taken_cv_.wait(lock);  // the writer starts on the older state first
     }
-    queue_.push_back(Job{std::move(file), std::move(bytes), owner});
+    queue_.push_back(
+        Job{std::move(file), std::move(bytes), owner, seq, since, only_if_earlier_written});
     if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
     cv_.notify_all();
   }
@@ -97,6 +113,8 @@ class BackgroundWriter {
     AtomicFile file;
     std::vector<char> bytes;
     const void* owner = nullptr;
+    uint64_t seq = 0, since = 0;  // submission number; the owner's previous one
+    bool only_if_earlier_written = false;
   };
   struct Failure {
     const void* owner;
@@ -125,16 +143,28 @@ class BackgroundWriter {
       queue_.pop_front();
       busy_ = true;
       taken_cv_.notify_all();
+      // Jobs run in submission order, so every job submitted before this one is done.
+      const bool skip = job.only_if_earlier_written && last_failed_seq_ > job.since;
+      const std::string failed_path = last_failed_path_;
       lock.unlock();
       std::string error;
-      try {
-        job.file.commit(job.bytes.data(), job.bytes.size());
-      } catch (const std::exception& e) {
-        error = e.what();
+      if (skip) {
+        error = "cannot write '" + job.file.path() + "': not written because '" + failed_path +
+                "', saved before it, could not be written (the previous file is unchanged)";
+      } else {
+        try {
+          job.file.commit(job.bytes.data(), job.bytes.size());
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
       }
       lock.lock();
       busy_ = false;
-      if (!error.empty()) errors_.push_back(Failure{job.owner, error});
+      if (!error.empty()) {
+        errors_.push_back(Failure{job.owner, error});
+        last_failed_seq_ = job.seq;
+        last_failed_path_ = job.file.path();
+      }
       if (queue_.empty()) idle_cv_.notify_all();
     }
   }
@@ -143,6 +173,9 @@ class BackgroundWriter {
   std::condition_variable cv_, idle_cv_, taken_cv_;
   std::deque<Job> queue_;
   std::vector<Failure> errors_;
+  std::map<const void*, uint64_t> last_submitted_;
+  uint64_t submitted_ = 0, last_failed_seq_ = 0;
+  std::string last_failed_path_;
   bool busy_ = false, closing_ = false;
   std::thread thread_;
 };

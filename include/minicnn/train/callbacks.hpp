@@ -583,7 +583,9 @@ class BackupAndRestore : public Callback {
     for (const auto& e : model().file_writer().take_errors(this)) write_failed(e);
     try {
       if (background_)
-        model().file_writer().submit(path_, model().checkpoint_bytes(), this);
+        // With "stop", a checkpoint whose epoch's model file failed is not written either:
+        // it would say that file was saved.
+        model().file_writer().submit(path_, model().checkpoint_bytes(), this, policy_ == "stop");
       else {
         model().file_writer().wait(this);  // the files it describes go first
         model().save_checkpoint(path_);
