@@ -155,10 +155,19 @@ TEST_CASE("BackgroundWriter: a checkpoint is not written after the file it descr
   }
   CHECK(read_all(t.file("ck")) == "ck 3");
   CHECK(read_all(t.file("best")) == "best 2");
+  CHECK(w.take_errors(&model).size() == 1);
+  // A new owner (the next fit's callback) is not held back by a failure before its begin().
+  int next = 0;
+  w.begin(&next);
+  w.submit(t.file("ck"), text("ck 4"), &next, true);
+  w.wait();
+  w.end(&next);
+  CHECK(read_all(t.file("ck")) == "ck 4");
   CHECK(t.temporaries() == 0);
 }
 
-TEST_CASE("BackgroundWriter: alternating paths wait instead of overtaking; newest state wins") {
+TEST_CASE(
+    "BackgroundWriter: alternating paths wait instead of overtaking and the newest state wins") {
   TempDir t;
   BackgroundWriter w;
   // Alternating paths, as a model file and a checkpoint after every epoch: a newer state of a
@@ -203,7 +212,8 @@ TEST_CASE("remove_stale_temporaries removes what dead processes left, nothing el
   CHECK(remove_stale_temporaries(t.file("no/such/folder/f")) == 0);
 }
 
-TEST_CASE("callbacks: on_write_error stop ends training, continue goes on; old files intact") {
+TEST_CASE(
+    "callbacks: on_write_error stop ends training and continue goes on with old files intact") {
   for (const bool background : {true, false}) {
     for (const std::string policy : {"stop", "continue"}) {
       CAPTURE(background);

@@ -20,9 +20,9 @@
 // A file that describes the others (a checkpoint) can be submitted with
 // `only_if_earlier_written`: it is then left unwritten (its previous version stays, and the
 // caller gets an error naming the file that failed) when a write submitted before it, since
-// the same owner's previous submission, failed. A training checkpoint therefore never says a
-// best model was saved when that write failed (disk full) and the checkpoint's, smaller or
-// later, still fitted.
+// the same owner's previous submission (or its begin()), failed. A training checkpoint therefore
+// never says a best model was saved when that write failed (disk full) and the checkpoint's,
+// smaller or later, still fitted.
 //
 // Several callers can share one writer (the callbacks of one Model do: Model::file_writer()),
 // each passing itself as `owner`: take_errors(owner) and wait(owner) then hand each caller the
@@ -81,6 +81,18 @@ class BackgroundWriter {
         Job{std::move(file), std::move(bytes), owner, seq, since, only_if_earlier_written});
     if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
     cv_.notify_all();
+  }
+
+  // An owner's only_if_earlier_written covers, for its first submission, the writes submitted
+  // after begin(owner) (otherwise: since the writer was made); end(owner) forgets the owner.
+  // A callback calls them when fit() begins and ends, so an old failure never holds it back.
+  void begin(const void* owner) {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_submitted_[owner] = submitted_;
+  }
+  void end(const void* owner) {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_submitted_.erase(owner);
   }
 
   // Blocks until every submitted write has finished; throws IoError naming every write of

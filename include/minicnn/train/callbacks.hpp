@@ -578,7 +578,10 @@ class BackupAndRestore : public Callback {
   // Checkpoints that could not be written so far (each reported on stderr with its path).
   int write_errors() const { return write_errors_; }
   // What a killed earlier run left while writing the checkpoint.
-  void on_train_begin(const Logs&) override { remove_stale_temporaries(path_); }
+  void on_train_begin(const Logs&) override {
+    remove_stale_temporaries(path_);
+    model().file_writer().begin(this);
+  }
   void on_epoch_end(int, Logs&) override {
     for (const auto& e : model().file_writer().take_errors(this)) write_failed(e);
     try {
@@ -600,6 +603,7 @@ class BackupAndRestore : public Callback {
     } catch (const Error& e) {
       write_failed(e.what());
     }
+    model().file_writer().end(this);
   }
 
  private:
