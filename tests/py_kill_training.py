@@ -145,6 +145,9 @@ def main():
         kills = during_write = chains = runs = 0
         bad = []
         last_ck = last_best = -1
+        # Kill times are uniform in [0, max_delay]; max_delay adapts to the machine's speed
+        # now (a loaded machine runs slower than when full_s was measured, or faster): shorter
+        # after a run that finished before its kill, longer after a kill.
         max_delay = 0.6 * full_s
         t_start = time.time()
         log = os.path.join(tmp, "stderr.txt")
@@ -157,11 +160,13 @@ def main():
             runs += 1
             try:
                 rc = p.wait(timeout=rng.uniform(0, max_delay))
+                max_delay *= 0.8
             except subprocess.TimeoutExpired:
                 p.send_signal(signal.SIGKILL)
                 p.wait()
                 kills += 1
                 rc = None
+                max_delay = min(max_delay * 1.05, 2 * full_s)
             if rc is not None:
                 # The chain finished: it must equal the uninterrupted run.
                 if rc != 0:
