@@ -126,7 +126,7 @@ class Printer {
                   {"results", results_},
                   {"unreadable", unusable},
                   {"summary", summary_json(t)}};
-      std::cout << out.dump(1) << "\n";
+      std::cout << out.dump(1, ' ', false, json::error_handler_t::replace) << "\n";
     } else if (format_ == Format::Text) {
       std::printf("%s", summary_text(t).c_str());
     } else {  // CSV keeps stdout a pure table; the summary goes to stderr

@@ -37,6 +37,7 @@ struct Settings {
       finetune = 0, finetune_epochs = 10, verbose = -1;
   double lr = 1e-4, finetune_lr = 1e-5, dropout = 0.5, validation_split = 0.2;
   std::string preprocess = "tf", interpolation = "nearest", split = "keras";
+  std::string on_write_error = "stop";  // per invocation, like --threads: not in to_json()
   uint64_t seed = 1;
   bool exif = true, augment = true, cache_features = false, report = true;
   AugmentOptions aug = AugmentOptions::notebook();
@@ -153,20 +154,74 @@ std::string describe(const AugmentOptions& a) {
   return d;
 }
 
+// The training state a checkpoint holds beyond the weights: its History, and whether its
+// phase is over (every epoch run, or EarlyStopping stopped it).
+struct ResumedPhase {
+  History history;
+  int next_epoch = 0;
+  bool stopped_early = false;
+};
+ResumedPhase resumed_phase(const McnnFile& ck) {
+  ResumedPhase r;
+  const json& tr = ck.metadata.value("training", json::object());
+  if (tr.contains("history")) r.history = History::from_json(tr["history"]);
+  r.next_epoch = tr.value("epoch", -1) + 1;
+  if (tr.contains("callbacks") && tr["callbacks"].contains("EarlyStopping") &&
+      tr["callbacks"]["EarlyStopping"].is_object())
+    r.stopped_early = tr["callbacks"]["EarlyStopping"].value("stopped_epoch", 0) > 0;
+  return r;
+}
+
+// What EarlyStopping(restore_best_weights) does at the end of fit, for a phase that a killed
+// run had finished: the best epoch's weights, which the checkpoint holds.
+void restore_best_weights(Model& model, const McnnFile& ck) {
+  const std::string prefix = "callbacks/EarlyStopping/best/";
+  std::vector<std::pair<std::string, Tensor<float>>> best;
+  for (const auto& t : ck.tensors)
+    if (t.name.rfind(prefix, 0) == 0 && t.dtype == DType::float32)
+      best.emplace_back(t.name.substr(prefix.size()), t.value);
+  model.set_trainable_state(best);
+}
+
+// history.csv as the checkpoint left it: the rows of its epochs, once each. A run killed after
+// it logged an epoch but before that epoch's checkpoint reached the disk logged rows that the
+// resumed run logs again.
+void trim_history_csv(const std::string& path, int last_epoch) {
+  std::ifstream in(path);
+  std::string line, out;
+  if (!std::getline(in, line)) return;
+  out = line + "\n";
+  std::vector<bool> seen(size_t(std::max(0, last_epoch + 1)), false);
+  while (std::getline(in, line)) {
+    char* end = nullptr;
+    const long e = std::strtol(line.c_str(), &end, 10);
+    if (end == line.c_str() || *end != ',' || e < 0 || e > last_epoch || seen[size_t(e)]) continue;
+    seen[size_t(e)] = true;
+    out += line + "\n";
+  }
+  in.close();
+  write_file_atomic(path, out.data(), out.size());
+}
+
 int run(Settings s, bool resume, bool epochs_given) {
   const auto t_start = std::chrono::steady_clock::now();
   if (s.threads > 0) set_num_threads(s.threads);
   fs::create_directories(s.out);
   const std::string best_path = s.out + "/best_model.mcnn",
                     last_path = s.out + "/last_checkpoint.mcnn";
+  // Temporary files of a run that was killed while writing (they can be as large as a model).
+  for (const char* f :
+       {"best_model.mcnn", "last_checkpoint.mcnn", "history.csv", "summary.json", "report.html",
+        "curves.png", "curves.svg", "augmented_samples.png", "confusion_matrix.png"})
+    remove_stale_temporaries(s.out + "/" + f);
 
-  json resumed_training;
   int phase_resumed = 1;
+  McnnFile ck;
   if (resume) {
     if (!fs::exists(last_path))
       throw ConfigError("--resume: no checkpoint at '" + last_path +
                         "' (train without --resume first)");
-    McnnFile ck = read_mcnn(last_path);
+    ck = read_mcnn(last_path);
     const json& extra = ck.metadata.value("extra", json::object());
     if (!extra.contains("settings"))
       throw FormatError("'" + last_path + "' was not written by haribo_train (no settings)");
@@ -213,6 +268,13 @@ int run(Settings s, bool resume, bool epochs_given) {
     std::cout << (rep.reused ? "Using " : "Rendered ") << rep.images << " synthetic images of "
               << rep.classes.size() << " classes (" << fixed(rep.seconds, 1) << " s)\n";
   }
+  // The paths are kept in the model file's JSON metadata (the settings), which is UTF-8 text.
+  for (const auto& [opt, path] : {std::pair<const char*, const std::string*>{"--data", &s.data},
+                                  {"--val-data", &s.val_data},
+                                  {"--weights", &s.weights}})
+    if (!path->empty() && !detail::valid_utf8_name(*path))
+      throw ConfigError(std::string(opt) + " path is not valid UTF-8; it is stored in the model " +
+                        "file's JSON metadata: rename it or use a link with a UTF-8 name");
   if (!s.augment) s.aug = AugmentOptions{};
   if (s.weights.empty()) s.weights = default_weights(s.alpha);
   if (!fs::exists(s.weights))
@@ -281,17 +343,27 @@ int run(Settings s, bool resume, bool epochs_given) {
   mco.filepath = best_path;
   mco.save_best_only = true;
   mco.verbose = 1;
+  mco.on_write_error = s.on_write_error;
   EarlyStoppingOptions eso;
   eso.patience = s.patience;
   eso.restore_best_weights = true;
   eso.verbose = 1;
+  int write_errors = 0;  // of the callbacks of finished fits
+  std::vector<std::shared_ptr<Callback>> live;
+  auto count_write_errors = [&] {
+    for (const auto& c : live) {
+      if (auto* m = dynamic_cast<ModelCheckpoint*>(c.get())) write_errors += m->write_errors();
+      if (auto* b = dynamic_cast<BackupAndRestore*>(c.get())) write_errors += b->write_errors();
+    }
+    live.clear();
+  };
   auto make_callbacks = [&](bool append_csv, std::optional<double> best) {
     ModelCheckpointOptions m = mco;
     m.initial_value_threshold = best;
-    return std::vector<std::shared_ptr<Callback>>{
-        std::make_shared<ModelCheckpoint>(m), std::make_shared<EarlyStopping>(eso),
-        std::make_shared<CSVLogger>(s.out + "/history.csv", ',', append_csv),
-        std::make_shared<BackupAndRestore>(last_path)};
+    live = {std::make_shared<ModelCheckpoint>(m), std::make_shared<EarlyStopping>(eso),
+            std::make_shared<CSVLogger>(s.out + "/history.csv", ',', append_csv),
+            std::make_shared<BackupAndRestore>(last_path, s.on_write_error)};
+    return live;
   };
 
   History h1, h2;
@@ -305,7 +377,25 @@ int run(Settings s, bool resume, bool epochs_given) {
     const auto t0 = std::chrono::steady_clock::now();
     History h = model.fit(train, &val, o);
     fit_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    count_write_errors();
     return h;
+  };
+  // A resumed phase continues after the checkpoint's epoch; one that the killed run had
+  // finished is not trained again, its History and best weights come from the checkpoint.
+  auto resume_phase = [&](FitOptions& o) -> std::optional<History> {
+    const ResumedPhase rp = resumed_phase(ck);
+    o.initial_epoch = model.load_checkpoint(last_path);
+    trim_history_csv(s.out + "/history.csv", o.initial_epoch - 1);
+    if (o.initial_epoch < o.epochs && !rp.stopped_early) return std::nullopt;
+    model.discard_resumed_training();  // for this phase's fit, which does not run
+    std::cout << "The checkpoint's phase " << phase_resumed << " has finished ("
+              << (rp.stopped_early ? "stopped early" : "all epochs run")
+              << "); nothing to train again in it\n";
+    restore_best_weights(model, ck);
+    return rp.history;
+  };
+  auto stopped_by_write_error = [&](const History& h) {
+    return write_errors > 0 && s.on_write_error == "stop" && h.stop_reason.empty();
   };
   FitOptions fo1;
   fo1.epochs = s.epochs;
@@ -313,13 +403,19 @@ int run(Settings s, bool resume, bool epochs_given) {
   fo1.cache_features = s.cache_features ? std::optional<bool>(true) : std::nullopt;
   if (phase_resumed == 1) {
     fo1.callbacks = make_callbacks(resume, std::nullopt);
-    if (resume) fo1.initial_epoch = model.load_checkpoint(last_path);
-    if (fo1.initial_epoch < fo1.epochs) h1 = timed_fit(fo1);
+    std::optional<History> done;
+    if (resume) done = resume_phase(fo1);
+    h1 = done ? *done : timed_fit(fo1);
+    if (stopped_by_write_error(h1)) h1.stop_reason = "write error";
+  } else if (ck.metadata.value("extra", json::object()).contains("phase1_history")) {
+    h1 = History::from_json(ck.metadata["extra"]["phase1_history"]);
   }
-  if (s.finetune != 0 && h1.stop_reason != "interrupted" && h1.stop_reason != "non-finite loss") {
+  if (s.finetune != 0 && h1.stop_reason != "interrupted" && h1.stop_reason != "non-finite loss" &&
+      h1.stop_reason != "write error") {
     // Phase 2: unfreeze the top blocks, train them with a lower learning rate.
     std::cout << unfreeze_top_blocks(model.net(), s.finetune) << "\n";
     model.info().extra["phase"] = 2;
+    model.info().extra["phase1_history"] = h1.to_json();  // a resumed phase 2 reports both
     model.compile(std::make_unique<Adam>(s.finetune_lr));
     FitOptions fo2 = fo1;
     fo2.cache_features = std::nullopt;
@@ -331,11 +427,10 @@ int run(Settings s, bool resume, bool epochs_given) {
       for (double v : h1["val_loss"])
         if (!best || v < *best) best = v;
     fo2.callbacks = make_callbacks(true, best);
-    if (resume && phase_resumed == 2) {
-      fo2.initial_epoch = model.load_checkpoint(last_path);
-      fo2.epochs = std::max(fo2.epochs, fo2.initial_epoch + 1);
-    }
-    h2 = timed_fit(fo2);
+    std::optional<History> done2;
+    if (resume && phase_resumed == 2) done2 = resume_phase(fo2);
+    h2 = done2 ? *done2 : timed_fit(fo2);
+    if (stopped_by_write_error(h2)) h2.stop_reason = "write error";
   }
   // The two phases as one history.
   History h = h1;
@@ -375,6 +470,7 @@ int run(Settings s, bool resume, bool epochs_given) {
       {"final_val_accuracy", rep.accuracy},
       {"macro_f1", rep.macro_f1},
       {"stop_reason", h.stop_reason},
+      {"write_errors", write_errors},
       {"train_images_per_sec", fit_seconds > 0 ? double(trained_images) / fit_seconds : 0.0},
       {"end_to_end_images_per_sec", wall > 0 ? double(trained_images) / wall : 0.0},
       {"fit_seconds", fit_seconds},
@@ -383,7 +479,10 @@ int run(Settings s, bool resume, bool epochs_given) {
       {"threads", num_threads()},
       {"model", best_path},
       {"settings", s.to_json()}};
-  const std::string summary_text = summary.dump(2) + "\n";
+  // Strings from file names are UTF-8 (the dataset checks its class names); anything else
+  // would become U+FFFD rather than an invalid file.
+  const std::string summary_text =
+      summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   write_file_atomic(s.out + "/summary.json", summary_text.data(), summary_text.size());
   // The whole run's History (both phases, resumed epochs included) replaces the live CSV.
   const std::string csv = h.to_csv();
@@ -433,6 +532,13 @@ int run(Settings s, bool resume, bool epochs_given) {
             << std::lround(wall) << " s)\n"
             << "Model:  " << best_path << "\n"
             << "Report: " << s.out << "/report.html\n";
+  if (write_errors > 0)
+    std::cerr << "haribo_train: " << write_errors << " file(s) could not be written (see above); "
+              << (h.stop_reason == "write error"
+                      ? "training stopped (--on-write-error stop). The files already saved are "
+                        "intact: make room and continue with --resume.\n"
+                      : "training went on (--on-write-error continue).\n");
+  if (h.stop_reason == "write error") return 4;
   return h.stop_reason == "non-finite loss" ? 3 : 0;
 }
 
@@ -545,6 +651,11 @@ int main(int argc, char** argv) {
                  "0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a terminal)")
       ->check(CLI::Range(-1, 2));
   app.add_flag("--no-report", no_report, "skip the pictures and report.html");
+  app.add_option("--on-write-error", s.on_write_error,
+                 "when the best model or the checkpoint cannot be written (disk full): stop "
+                 "(exit code 4; the files already saved stay intact) or continue with a warning")
+      ->check(CLI::IsMember({"stop", "continue"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   s.aug.zoom_range(zoom);
   s.aug.horizontal_flip = !no_hflip;

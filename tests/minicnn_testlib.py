@@ -4,6 +4,7 @@ ImageNet weights, cached where the C++ tests keep them (tests/test_support.hpp:
 converted_weights) and written through a temporary file, so that two tests running in
 parallel never read a half-written file."""
 import os
+import random
 import subprocess
 import sys
 
@@ -38,3 +39,17 @@ def converted_weights():
                        check=True, stdout=subprocess.DEVNULL)
         os.replace(tmp, out)
     return out
+
+
+def make_ppm_dataset(root, classes=("a", "b", "c"), per_class=16, size=40, seed=0):
+    """A class-folder dataset of noisy single-colour PPM pictures (one colour per class): enough
+    for haribo_train to learn a little in a few epochs of milliseconds each."""
+    rng = random.Random(seed)
+    for ci, c in enumerate(classes):
+        d = os.path.join(root, c)
+        os.makedirs(d)
+        base = ((ci * 97) % 256, (ci * 53 + 80) % 256, (ci * 191 + 30) % 256)
+        for i in range(per_class):
+            px = bytes(max(0, min(255, int(base[k % 3] + rng.gauss(0, 70)))) for k in range(size * size * 3))
+            with open(os.path.join(d, "img%03d.ppm" % i), "wb") as f:
+                f.write(b"P6\n%d %d\n255\n" % (size, size) + px)

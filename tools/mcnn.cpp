@@ -270,7 +270,8 @@ int cmd_classify_model(const std::string& path, const std::vector<std::string>& 
     for (int64_t k = 0; k < n; ++k)
       print_top(samples[i + size_t(k)].file, tops[size_t(k)], as_json, results);
   }
-  if (as_json) std::cout << results.dump(1) << "\n";
+  if (as_json)
+    std::cout << results.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   return 0;
 }
 
@@ -491,7 +492,8 @@ int main(int argc, char** argv) {
                                 top_classes(probs.data() + k * classes, classes, top_k, labels),
                                 as_json, results);
                   });
-      if (as_json) std::cout << results.dump(1) << "\n";
+      if (as_json)
+        std::cout << results.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return 0;
     }
     if (*features) {

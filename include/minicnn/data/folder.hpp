@@ -11,13 +11,15 @@
 // PIL's convert('RGB')), resized to the target size (Keras' nearest by default) and kept in
 // memory as uint8: N x H x W x 3 bytes (675 images at 96x96 are 18.7 MB). A file that cannot
 // be read or decoded is skipped and reported with its reason; a missing folder, an empty
-// class folder or fewer than two classes are errors.
+// class folder, fewer than two classes or a class folder name that is not UTF-8 (class names
+// are stored as JSON text) are errors.
 #pragma once
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -28,6 +30,7 @@
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
+#include "../io/format.hpp"
 #include "../io/npy.hpp"
 #include "exif.hpp"
 #include "image.hpp"
@@ -81,6 +84,20 @@ namespace fs = std::filesystem;
 
 inline bool hidden(const std::string& name) {
   return !name.empty() && name[0] == '.';
+}
+// A name as printable ASCII: other bytes as \xNN (for messages about names that are not text).
+inline std::string printable(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (c >= 0x20 && c < 0x7F) {
+      out += char(c);
+    } else {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\x%02X", c);
+      out += b;
+    }
+  }
+  return out;
 }
 inline bool has_image_extension(std::string name) {
   for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -173,6 +190,13 @@ inline std::vector<std::string> list_class_folders(const std::string& directory)
     if (!folder_detail::hidden(name) && it->is_directory(e2)) classes.push_back(name);
   }
   std::sort(classes.begin(), classes.end());
+  // Class names go into the model file's JSON metadata, the report and summary.json, all UTF-8.
+  for (const auto& c : classes)
+    if (!detail::valid_utf8_name(c))
+      throw ConfigError("dataset '" + directory + "': the class folder name '" +
+                        folder_detail::printable(c) +
+                        "' is not valid UTF-8 (class names are stored as UTF-8 text); rename "
+                        "the folder, e.g. with convmv -f latin1 -t utf8");
   return classes;
 }
 

@@ -11,6 +11,7 @@
 // a half-written file where a good one was.
 #pragma once
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -710,6 +711,35 @@ class AtomicFile {
   std::string path_, dir_, tmp_;
   int fd_ = -1;
 };
+
+// Removes the temporary files that AtomicFile left next to `path` in processes that no longer
+// run: a process killed during a write (SIGKILL, power loss) cannot clean up, and each such
+// file can be as large as the target. Files of a live process (one writing `path` right now)
+// are left alone; so are names that do not follow AtomicFile's ".NAME.tmp.PID.N" exactly.
+// Returns how many were removed.
+inline int remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = "." + target.filename().string() + ".tmp.";
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  int removed = 0;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(prefix.size());  // PID.N
+    const std::size_t dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || dot > 9 || dot + 1 == rest.size() ||
+        rest.find_first_not_of("0123456789.") != std::string::npos ||
+        rest.find('.', dot + 1) != std::string::npos)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(rest.substr(0, dot)));
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    std::error_code rec;
+    if (it->is_regular_file(rec) && fs::remove(it->path(), rec)) ++removed;
+  }
+  return removed;
+}
 
 // Writes `n` bytes to `path` atomically (see AtomicFile).
 inline void write_file_atomic(const std::string& path, const char* data, std::size_t n) {

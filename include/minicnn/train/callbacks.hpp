@@ -303,8 +303,12 @@ class ModelCheckpoint : public Callback {
   // Path of the last file written ("" before the first save).
   const std::string& last_saved() const { return last_saved_; }
   int last_saved_epoch() const { return last_saved_epoch_; }
+  // Files that could not be written so far (each reported on stderr with its path).
+  int write_errors() const { return write_errors_; }
 
   void on_train_begin(const Logs&) override {
+    // What a killed earlier run left while writing this file (a fixed name only).
+    if (o_.filepath.find('{') == std::string::npos) remove_stale_temporaries(o_.filepath);
     best_ = o_.initial_value_threshold
                 ? *o_.initial_value_threshold
                 : (mode_ == "min" ? std::numeric_limits<double>::infinity()
@@ -313,12 +317,15 @@ class ModelCheckpoint : public Callback {
   // Every file is on disk when fit() returns.
   void on_train_end(const Logs&) override {
     try {
-      writer_.wait();
+      model().file_writer().wait(this);
     } catch (const Error& e) {
       write_failed(e.what());
     }
   }
   void on_epoch_end(int epoch, Logs& logs) override {
+    // A background write that failed since the last epoch stops training now, whether or not
+    // this epoch saves.
+    for (const auto& e : model().file_writer().take_errors(this)) write_failed(e);
     const std::string path = format_checkpoint_path(o_.filepath, epoch + 1, logs);
     if (!o_.save_best_only) {
       save(path, epoch);
@@ -362,12 +369,11 @@ class ModelCheckpoint : public Callback {
 
  private:
   void save(const std::string& path, int epoch) {
-    for (const auto& e : writer_.take_errors()) write_failed(e);
     try {
       if (o_.save_weights_only)
         model().save_weights(path);
       else if (o_.background)
-        writer_.submit(path, model().model_bytes());
+        model().file_writer().submit(path, model().model_bytes(), this);
       else
         model().save(path);
       last_saved_ = path;
@@ -377,6 +383,7 @@ class ModelCheckpoint : public Callback {
     }
   }
   void write_failed(const std::string& what) {
+    ++write_errors_;
     std::cerr << "ModelCheckpoint: " << what << "\n";
     if (o_.on_write_error == "stop") {
       std::cerr << "Training stops (on_write_error = stop); the previous file is intact.\n";
@@ -385,11 +392,10 @@ class ModelCheckpoint : public Callback {
   }
 
   ModelCheckpointOptions o_;
-  BackgroundWriter writer_;
   std::string mode_;
   double best_ = 0;
   std::string last_saved_;
-  int last_saved_epoch_ = -1;
+  int last_saved_epoch_ = -1, write_errors_ = 0;
 };
 
 // --------------------------------------------------------------------- ReduceLROnPlateau
@@ -569,27 +575,40 @@ class BackupAndRestore : public Callback {
   std::string name() const override { return "BackupAndRestore"; }
   bool runs_last() const override { return true; }
   const std::string& path() const { return path_; }
+  // Checkpoints that could not be written so far (each reported on stderr with its path).
+  int write_errors() const { return write_errors_; }
+  // What a killed earlier run left while writing the checkpoint.
+  void on_train_begin(const Logs&) override {
+    remove_stale_temporaries(path_);
+    model().file_writer().begin(this);
+  }
   void on_epoch_end(int, Logs&) override {
-    for (const auto& e : writer_.take_errors()) write_failed(e);
+    for (const auto& e : model().file_writer().take_errors(this)) write_failed(e);
     try {
       if (background_)
-        writer_.submit(path_, model().checkpoint_bytes());
-      else
+        // With "stop", a checkpoint whose epoch's model file failed is not written either:
+        // it would say that file was saved.
+        model().file_writer().submit(path_, model().checkpoint_bytes(), this, policy_ == "stop");
+      else {
+        model().file_writer().wait(this);  // the files it describes go first
         model().save_checkpoint(path_);
+      }
     } catch (const Error& e) {
       write_failed(e.what());
     }
   }
   void on_train_end(const Logs&) override {
     try {
-      writer_.wait();
+      model().file_writer().wait(this);
     } catch (const Error& e) {
       write_failed(e.what());
     }
+    model().file_writer().end(this);
   }
 
  private:
   void write_failed(const std::string& what) {
+    ++write_errors_;
     std::cerr << "BackupAndRestore: " << what << "\n";
     if (policy_ == "stop") {
       std::cerr << "Training stops (on_write_error = stop); the previous checkpoint is intact.\n";
@@ -599,7 +618,7 @@ class BackupAndRestore : public Callback {
 
   std::string path_, policy_;
   bool background_;
-  BackgroundWriter writer_;
+  int write_errors_ = 0;
 };
 
 }  // namespace minicnn

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../io/background_writer.hpp"
 #include "../io/format.hpp"
 #include "../io/weights.hpp"
 #include "../losses/categorical_crossentropy.hpp"
@@ -393,6 +394,15 @@ class Model {
     return last_completed_epoch_ + 1;
   }
 
+  // Forgets the History and callback states that load_checkpoint() kept for the next fit()
+  // (the weights, optimizer and Dropout counters it restored stay): for a caller that finds
+  // the checkpoint's training finished and goes on with something else.
+  void discard_resumed_training() {
+    resumed_history_.reset();
+    pending_states_.clear();
+    pending_tensors_.clear();
+  }
+
   // Values of the parameters fit() can change (those after the frozen part, BatchNormalization
   // statistics included), by name: what EarlyStopping keeps of its best epoch.
   std::vector<std::pair<std::string, Tensor<float>>> trainable_state() {
@@ -412,6 +422,15 @@ class Model {
                        : std::string("no such parameter")));
       p->value.copy_from(value.view());
     }
+  }
+
+  // The writer of the files that callbacks save in the background (ModelCheckpoint,
+  // BackupAndRestore): one thread for all of them, so that their files reach the disk in the
+  // order they were submitted and a checkpoint is never on disk before the model file it
+  // says was saved. Destroying the Model finishes the pending writes.
+  BackgroundWriter& file_writer() {
+    if (!writer_) writer_ = std::make_unique<BackgroundWriter>();
+    return *writer_;
   }
 
   // The epoch fit() is running (0-based), or the last one it completed.
@@ -577,6 +596,7 @@ class Model {
   std::optional<History> resumed_history_;
   std::map<std::string, nlohmann::json> pending_states_;
   std::map<std::string, std::vector<std::pair<std::string, Tensor<float>>>> pending_tensors_;
+  std::unique_ptr<BackgroundWriter> writer_;  // last: destroyed first, finishing its writes
 };
 
 inline Model& Callback::model() const {
