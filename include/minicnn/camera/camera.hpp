@@ -5,7 +5,6 @@
 #pragma once
 #include "frame_source.hpp"
 #include "geometry.hpp"
-#include "http_guard.hpp"
 #include "live.hpp"
 #include "mjpeg.hpp"
 #include "page.hpp"
