@@ -272,7 +272,7 @@ TEST_CASE("server: oversized requests are refused and slow or idle clients cut o
   CHECK(s.status_request().first == 200);
 }
 
-TEST_CASE("server: streams and connections are bounded; extra ones get 503") {
+TEST_CASE("server: streams and connections are bounded and extra ones get 503") {
   ServerOptions so = short_limits();
   so.max_streams = 2;
   so.limits.max_connections = 4;
@@ -313,16 +313,23 @@ TEST_CASE("server: a browser that never reads its stream holds up nothing and is
   LiveServer s("stalled", short_limits());
   REQUIRE(wait_until(5, [&] { return s.classified() > 0; }));
   const long rss0 = rss_kib();
+  // The pace of capture (at most 50 frames/s; slower under sanitizers) and classification
+  // without a viewer, then with one that never reads: they must not slow down.
+  const int64_t b0 = s.captured(), l0 = s.classified();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const int64_t capture_alone = s.captured() - b0, classify_alone = s.classified() - l0;
   Raw stalled(s.port, 4096);  // a small receive buffer, and never read
   REQUIRE(stalled.send(get("/stream.mjpg")));
   REQUIRE(wait_until(5, [&] { return s.server->viewers() == 1; }));
-  // Capture (50 frames/s) and classification go on at their pace while the server's sends to
-  // it block; /status answers at once.
   const int64_t c0 = s.captured(), k0 = s.classified();
   std::this_thread::sleep_for(std::chrono::seconds(2));
   const int64_t c1 = s.captured(), k1 = s.classified();
-  CHECK(c1 - c0 >= 40);
-  CHECK(k1 - k0 >= 20);
+  MESSAGE("in 2 s without a viewer: " << capture_alone << " captured, " << classify_alone
+                                      << " classified; with the stalled one: " << c1 - c0 << ", "
+                                      << k1 - k0);
+  CHECK(capture_alone >= 10);
+  CHECK(c1 - c0 >= capture_alone / 2);
+  CHECK(k1 - k0 >= classify_alone / 2);
   const auto [code, took] = s.status_request();
   CHECK(code == 200);
   CHECK(took < 1.0);
