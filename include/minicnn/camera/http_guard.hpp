@@ -270,6 +270,9 @@ class GuardedServer : public httplib::Server {
     stopping_ = true;
     stop();
   }
+  // httplib listens with a backlog of 5: a burst of browsers' connections beyond it waits for
+  // SYN retransmits (1 s, 3 s, ...). Call after binding.
+  void widen_backlog(int n = 128) { ::listen(svr_sock_, n); }
   int active_connections() const { return active_; }
   int64_t rejected_connections() const { return rejected_; }
   const HttpLimits& limits() const { return lim_; }
@@ -299,17 +302,24 @@ class GuardedServer : public httplib::Server {
     return ret;
   }
 
-  // 503 without blocking the accepting thread: what fits in the socket buffer now (all of it,
-  // on a fresh connection), then close. Bytes the client already sent are drained so that the
-  // close is a FIN and the client reads the answer instead of a reset.
+  // 503 on the accepting thread, which must not block: the answer goes out without waiting
+  // (a fresh socket's buffer takes all of it). A socket closed with unread bytes in it sends
+  // a reset, and a reset makes the client drop the answer unread: so the request, which a
+  // client sends right after connecting, is waited for briefly (20 ms at most) and drained.
   static void refuse(int sock) {
     static const char kBusy[] =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 29\r\n"
         "Retry-After: 1\r\nConnection: close\r\n\r\ntoo many connections, retry\r\n";
     (void)!::send(sock, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     ::shutdown(sock, SHUT_WR);
+    const auto until = http_detail::after(0.02);
     char junk[4096];
-    for (int i = 0; i < 16 && ::recv(sock, junk, sizeof junk, MSG_DONTWAIT) > 0; ++i) {
+    for (int i = 0; i < 16; ++i) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - http_detail::Clock::now());
+      pollfd p{sock, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0) break;
+      if (::recv(sock, junk, sizeof junk, MSG_DONTWAIT) <= 0) break;  // the client closed
     }
     ::close(sock);
   }

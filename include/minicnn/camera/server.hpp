@@ -123,6 +123,7 @@ class CameraServer {
       throw IoError("cannot listen on " + opt_.host + ":" + std::to_string(opt_.port) +
                     ": the port is in use (another haribo_camera?) or the address is not one "
                     "of this machine's; choose another with --port");
+    svr_.widen_backlog();
     port_ = port;
     running_ = true;
     thread_ = std::thread([this] {
