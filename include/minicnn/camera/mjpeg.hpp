@@ -184,7 +184,7 @@ class JpegDecoder {
     int colorspace = 0;
     if (tjDecompressHeader3(h_, data, static_cast<unsigned long>(size), &hd.width, &hd.height,
                             &hd.subsampling, &colorspace) < 0)
-      throw FormatError(where + ": not a decodable JPEG (" + tjGetErrorStr2(h_) + ")");
+      fail(where + ": not a decodable JPEG (");
     return hd;
   }
 
@@ -207,7 +207,7 @@ class JpegDecoder {
     if (tjDecompress2(h_, data, static_cast<unsigned long>(size), out.pixels.data(), out.width,
                       out.width * 3, out.height, TJPF_RGB, 0) < 0 &&
         tjGetErrorCode(h_) != TJERR_WARNING)
-      throw FormatError(where + ": JPEG decoding failed (" + tjGetErrorStr2(h_) + ")");
+      fail(where + ": JPEG decoding failed (");
   }
   Image decode(const uint8_t* data, size_t size, int denom, const std::string& where) {
     Image img;
@@ -216,6 +216,17 @@ class JpegDecoder {
   }
 
  private:
+  // Throws FormatError with TurboJPEG's message, after replacing the handle: libjpeg-turbo
+  // 2.1 leaves a handle whose header parse failed midway ("SOS before SOF") in a state where
+  // every later frame fails the same way, so one garbage frame would end a camera stream.
+  [[noreturn]] void fail(const std::string& what) {
+    const std::string msg = what + tjGetErrorStr2(h_) + ")";
+    if (tjhandle fresh = tjInitDecompress()) {
+      tjDestroy(h_);
+      h_ = fresh;
+    }
+    throw FormatError(msg);
+  }
   static void check_size(size_t size, const std::string& where) {
     if (size == 0) throw FormatError(where + ": empty JPEG frame");
     if (size > (size_t(1) << 31)) throw FormatError(where + ": JPEG frame larger than 2 GB");

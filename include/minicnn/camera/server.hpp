@@ -7,6 +7,9 @@
 // PNG) are encoded with TurboJPEG once per frame, however many browsers watch, in the
 // server's own threads: a slow browser only skips frames and never holds up capture or
 // classification. It listens on 127.0.0.1 unless told otherwise; port 0 picks a free port.
+// It answers only these four paths (exact matches: nothing is served from disk, so there is
+// no path to traverse and no folder to list); everything else is 404. Connection counts,
+// request sizes and timeouts are bounded (http_guard.hpp, docs/camera.md).
 #pragma once
 #include <httplib.h>
 #include <signal.h>
@@ -25,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "http_guard.hpp"
 #include "live.hpp"
 #include "mjpeg.hpp"
 #include "page.hpp"
@@ -36,6 +40,7 @@ struct ServerOptions {
   int port = 8080;  // 0: any free port (start() returns it)
   int jpeg_quality = 80;
   int max_streams = 4;    // concurrent /stream.mjpg viewers (each holds a server thread)
+  HttpLimits limits;      // connections, request sizes, timeouts (http_guard.hpp)
   bool reencode = false;  // encode every frame, even one that came as JPEG (benchmarks)
   std::string title;      // shown in the page (the model file)
   std::string source;     // shown under the stream
@@ -81,12 +86,18 @@ inline std::string status_json(const LiveStatus& s, const std::string& source, d
 
 class CameraServer {
  public:
-  CameraServer(LiveClassifier& live, ServerOptions opt) : live_(live), opt_(std::move(opt)) {
+  CameraServer(LiveClassifier& live, ServerOptions opt)
+      : live_(live), opt_(std::move(opt)), svr_(opt_.limits) {
     if (opt_.jpeg_quality < 1 || opt_.jpeg_quality > 100)
       throw ConfigError("stream JPEG quality must be 1..100, got " +
                         std::to_string(opt_.jpeg_quality));
     if (opt_.port < 0 || opt_.port > 65535)
       throw ConfigError("port must be 0..65535, got " + std::to_string(opt_.port));
+    // Streams hold a connection each for as long as they run: leave room for the page.
+    if (opt_.max_streams < 0 || opt_.max_streams >= opt_.limits.max_connections)
+      throw ConfigError(
+          "stream viewers must be 0.." + std::to_string(opt_.limits.max_connections - 1) +
+          " (fewer than the connection limit), got " + std::to_string(opt_.max_streams));
     page_ = camera_page_html(opt_.title);
     routes();
   }
@@ -112,15 +123,23 @@ class CameraServer {
       throw IoError("cannot listen on " + opt_.host + ":" + std::to_string(opt_.port) +
                     ": the port is in use (another haribo_camera?) or the address is not one "
                     "of this machine's; choose another with --port");
+    svr_.widen_backlog();
     port_ = port;
     running_ = true;
-    thread_ = std::thread([this] { svr_.listen_after_bind(); });
+    thread_ = std::thread([this] {
+      svr_.listen_after_bind();
+      listen_done_ = true;
+    });
+    // httplib's stop() does nothing before the listening loop has begun: wait for it, so that
+    // a stop() soon after start() cannot slip in before and leave the loop running for ever.
+    while (!svr_.is_running() && !listen_done_)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return port_;
   }
 
   void stop() {
     if (!running_.exchange(false)) return;
-    svr_.stop();
+    svr_.shutdown();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -131,6 +150,8 @@ class CameraServer {
   }
   int64_t frames_streamed() const { return streamed_; }
   int viewers() const { return viewers_; }
+  int connections() const { return svr_.active_connections(); }
+  int64_t refused_connections() const { return svr_.rejected_connections(); }
 
   // The JPEG a browser gets for this frame: the camera's own, or one encoded once and shared.
   std::shared_ptr<const std::vector<uint8_t>> jpeg_for(const std::shared_ptr<const Frame>& f) {
@@ -160,7 +181,6 @@ class CameraServer {
       int yes = 1;
       ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
-    svr_.set_keep_alive_timeout(2);
     svr_.Get("/", [this](const httplib::Request&, httplib::Response& res) {
       res.set_header("Cache-Control", "no-store");
       res.set_content(page_, "text/html; charset=utf-8");
@@ -173,7 +193,7 @@ class CameraServer {
           status_json(s ? *s : empty, opt_.source, encode_ms_, passthrough_, streamed_, viewers_),
           "application/json");
     });
-    svr_.Get("/frame.jpg", [this](const httplib::Request&, httplib::Response& res) {
+    svr_.Get(R"(/frame\.jpg)", [this](const httplib::Request&, httplib::Response& res) {
       std::shared_ptr<const Frame> f = live_.frames().get();
       if (!f) {
         res.status = 503;
@@ -184,7 +204,7 @@ class CameraServer {
       res.set_header("Cache-Control", "no-store");
       res.set_content(reinterpret_cast<const char*>(jpeg->data()), jpeg->size(), "image/jpeg");
     });
-    svr_.Get("/stream.mjpg", [this](const httplib::Request&, httplib::Response& res) {
+    svr_.Get(R"(/stream\.mjpg)", [this](const httplib::Request&, httplib::Response& res) {
       if (viewers_.fetch_add(1) >= opt_.max_streams) {
         --viewers_;
         res.status = 503;
@@ -219,10 +239,10 @@ class CameraServer {
 
   LiveClassifier& live_;
   ServerOptions opt_;
-  httplib::Server svr_;
+  GuardedServer svr_;
   std::string page_;
   std::thread thread_;
-  std::atomic<bool> running_{false};
+  std::atomic<bool> running_{false}, listen_done_{false};
   int port_ = 0;
   std::atomic<int64_t> streamed_{0};
   std::atomic<int> viewers_{0};

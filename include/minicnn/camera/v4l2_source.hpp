@@ -4,7 +4,10 @@
 // them out, YUYV through the BT.601 limited-range conversion. When the camera goes away
 // mid-stream (ENODEV: unplugged), the device is closed (STREAMOFF, munmap, close) and
 // reopened every retry interval; if it is not back within the reconnect timeout, next()
-// throws CameraError (kind Unplugged) and the program can exit cleanly.
+// throws CameraError (kind Unplugged) and the program can exit cleanly. A camera that stays
+// open but stops delivering (a UVC firmware hang, a USB bandwidth fault) or delivers only
+// undecodable frames is named in problem() after a second, and its stream is restarted
+// (closed and opened again) every stall timeout until frames come again.
 #pragma once
 #include <chrono>
 #include <cstdio>
@@ -27,6 +30,7 @@ struct V4l2SourceOptions {
   DecodeOptions decode;
   double reconnect_timeout_s = 10;  // how long an unplugged camera may stay away
   double retry_interval_s = 0.5;    // between attempts to reopen it
+  double stall_timeout_s = 5;       // no good frame for this long: restart the stream (0: never)
   bool quiet = false;               // no messages on stderr (tests)
 };
 
@@ -37,7 +41,7 @@ class V4l2Source : public FrameSource {
   V4l2Source(V4l2Io& io, std::string path, V4l2SourceOptions opt)
       : io_(io), path_(std::move(path)), opt_(std::move(opt)) {
     device_ = std::make_unique<V4l2Device>(io_, path_, opt_.capture);
-    start_ = Clock::now();
+    start_ = opened_ = Clock::now();
   }
 
   std::optional<Frame> next(int timeout_ms) override {
@@ -52,11 +56,18 @@ class V4l2Source : public FrameSource {
       lost(e.what());
       return std::nullopt;
     }
-    if (!got) return std::nullopt;
+    if (!got) {
+      no_frame();
+      return std::nullopt;
+    }
     Frame f;
     const std::string where = "camera '" + path_ + "' frame " + std::to_string(count_);
     try {
       if (device_->is_mjpeg()) {
+        // Only JPEG: decode_frame would hand anything else to stb_image's other formats.
+        if (raw_.size() < 3 || raw_[0] != 0xFF || raw_[1] != 0xD8 || raw_[2] != 0xFF)
+          throw FormatError(where + ": not a JPEG frame (" + std::to_string(raw_.size()) +
+                            " bytes, no FF D8 FF start)");
         decode_frame(raw_.data(), raw_.size(), opt_.decode, decoder_, f, where);
       } else {
         const auto t0 = Clock::now();
@@ -69,11 +80,16 @@ class V4l2Source : public FrameSource {
     } catch (const Error& e) {
       // A corrupt frame (USB hiccup) is skipped; the stream goes on.
       ++bad_frames_;
+      ++bad_since_good_;
       if (!opt_.quiet && bad_frames_ == 1)
         std::fprintf(stderr, "warning: %s (skipped; later bad frames are counted silently)\n",
                      e.what());
+      no_frame();
       return std::nullopt;
     }
+    last_good_ = Clock::now();
+    bad_since_good_ = 0;
+    problem_.clear();
     f.index = count_++;
     f.timestamp = seconds_between(start_, Clock::now());
     return f;
@@ -89,6 +105,7 @@ class V4l2Source : public FrameSource {
   std::string problem() const override { return problem_; }
   const V4l2Device* device() const { return device_.get(); }
   int64_t bad_frames() const { return bad_frames_; }
+  int64_t restarts() const { return restarts_; }  // after stalls
 
  private:
   void lost(const std::string& why) {
@@ -99,6 +116,33 @@ class V4l2Source : public FrameSource {
     if (!opt_.quiet)
       std::fprintf(stderr, "%s; trying to reopen it for %g s\n", why.c_str(),
                    opt_.reconnect_timeout_s);
+  }
+
+  // No frame this time: after a second without one, problem() says so; after the stall
+  // timeout the stream is restarted, and if the camera cannot be opened again it is treated
+  // as unplugged (the reconnect loop takes over).
+  void no_frame() {
+    const auto now = Clock::now();
+    const double quiet = seconds_between(std::max(last_good_, opened_), now);
+    const bool restart = opt_.stall_timeout_s > 0 && quiet >= opt_.stall_timeout_s;
+    if (quiet < 1.0 && !restart) return;
+    char msg[160];
+    if (bad_since_good_ > 0)
+      std::snprintf(msg, sizeof msg, "no decodable frame from the camera for %.1f s (%lld corrupt)",
+                    quiet, static_cast<long long>(bad_since_good_));
+    else
+      std::snprintf(msg, sizeof msg, "no frame from the camera for %.1f s", quiet);
+    problem_ = msg;
+    if (!restart) return;
+    ++restarts_;
+    if (!opt_.quiet) std::fprintf(stderr, "camera '%s': %s; restarting it\n", path_.c_str(), msg);
+    device_.reset();  // STREAMOFF, munmap, close
+    opened_ = Clock::now();
+    try {
+      device_ = std::make_unique<V4l2Device>(io_, path_, opt_.capture);
+    } catch (const CameraError& e) {
+      lost(e.what());
+    }
   }
 
   // One attempt to reopen, when due; throws once the reconnect timeout has passed.
@@ -114,6 +158,7 @@ class V4l2Source : public FrameSource {
     last_try_ = Clock::now();
     try {
       device_ = std::make_unique<V4l2Device>(io_, path_, opt_.capture);
+      opened_ = Clock::now();
       problem_.clear();
       if (!opt_.quiet) std::fprintf(stderr, "camera '%s' is back\n", path_.c_str());
       return true;
@@ -136,8 +181,8 @@ class V4l2Source : public FrameSource {
   std::unique_ptr<V4l2Device> device_;
   JpegDecoder decoder_;
   std::vector<uint8_t> raw_;
-  int64_t count_ = 0, bad_frames_ = 0;
-  Clock::time_point start_, lost_at_, last_try_;
+  int64_t count_ = 0, bad_frames_ = 0, bad_since_good_ = 0, restarts_ = 0;
+  Clock::time_point start_, lost_at_, last_try_, opened_, last_good_;
   std::string problem_, last_error_;
 };
 
