@@ -75,6 +75,67 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
   }
   return "";
 }
+
+// Where the pixel data of a binary PNM (P5/P6) starts: after the magic, width, height and
+// maxval (whitespace and # comments between them) and the one whitespace byte that ends the
+// maxval, as stb_image reads it; 0 when the header is malformed or cut off.
+inline size_t pnm_data_offset(const unsigned char* b, size_t n) {
+  size_t pos = 2;
+  for (int field = 0; field < 3; ++field) {
+    for (;;) {
+      while (pos < n && (b[pos] == ' ' || (b[pos] >= '\t' && b[pos] <= '\r'))) ++pos;
+      if (pos < n && b[pos] == '#') {
+        while (pos < n && b[pos] != '\n' && b[pos] != '\r') ++pos;
+        continue;
+      }
+      break;
+    }
+    if (pos >= n || b[pos] < '0' || b[pos] > '9') return 0;
+    while (pos < n && b[pos] >= '0' && b[pos] <= '9') ++pos;
+  }
+  return pos < n ? pos + 1 : 0;
+}
+
+// Most pixels a file of each format can hold per byte of file (the best compression the
+// format allows, with room to spare): a PNG of a 1-bit image deflates ~1032:1, 8 pixels a
+// byte (8256); a GIF's 12-bit LZW code stands for at most 4096 pixels (2731); a progressive
+// JPEG needs at least one bit per 8x8 block (512). A file that claims more pixels than that
+// is crafted or corrupt, and decoding it would allocate memory its size does not justify.
+inline constexpr int64_t kMaxPixelsPerByte = 16384;
+inline constexpr int64_t kMaxJpegPixelsPerByte = 1024;
+
+// Empty when `n` bytes can hold a w x h image of this format; otherwise why not. Uncompressed
+// PNM and TGA must hold every pixel (stb_image would hand back uninitialised memory for the
+// missing ones); other formats must stay within the compression limits above.
+inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, int comp,
+                                bool is16) {
+  const int64_t pixels = int64_t(w) * h;
+  if (n >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) {
+    const size_t off = pnm_data_offset(b, n);
+    const int64_t need = int64_t(off) + pixels * comp * (is16 ? 2 : 1);
+    if (off == 0 || static_cast<int64_t>(n) < need)
+      return "PNM is truncated: a " + std::to_string(w) + "x" + std::to_string(h) +
+             " image needs " + std::to_string(need) + " bytes, the file has " + std::to_string(n);
+    return "";
+  }
+  const bool jpeg = n >= 2 && b[0] == 0xFF && b[1] == 0xD8;
+  // TGA has no magic; stb_image recognises it by its header, types 1-3 are uncompressed.
+  if (!jpeg && n >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1 &&
+      (b[2] == 1) == (b[1] == 1)) {
+    const int64_t cmap = b[1] ? int64_t(b[5] | b[6] << 8) * ((b[7] + 7) / 8) : 0;
+    const int64_t need = 18 + int64_t(b[0]) + cmap + pixels * ((b[16] + 7) / 8);
+    if (static_cast<int64_t>(n) < need)
+      return "TGA is truncated: a " + std::to_string(w) + "x" + std::to_string(h) +
+             " image needs " + std::to_string(need) + " bytes, the file has " + std::to_string(n);
+    return "";
+  }
+  const int64_t per_byte = jpeg ? kMaxJpegPixelsPerByte : kMaxPixelsPerByte;
+  if (pixels / per_byte >= static_cast<int64_t>(n))
+    return "claims " + std::to_string(w) + "x" + std::to_string(h) + " pixels in " +
+           std::to_string(n) + " bytes, more than the format can compress into that size "
+           "(the file is corrupt or crafted)";
+  return "";
+}
 }  // namespace image_detail
 
 inline Image decode_image_memory(const std::vector<char>& bytes, const std::string& where) {
@@ -98,6 +159,14 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
                       " pixels, more than the limit of " + std::to_string(kMaxImagePixels) +
                       " pixels");
   if (!cut.empty()) throw FormatError("image " + where + ": " + cut);
+  const bool is16 = stbi_is_16_bit_from_memory(buf, len) != 0;
+  // stb_image 2.27 converts a 16-bit PNM's channels as if its samples were 8-bit and then
+  // reads twice the buffer it allocated (a heap overflow, found by fuzz/fuzz_image.cpp).
+  if (is16 && bytes.size() >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6'))
+    throw FormatError("image " + where +
+                      ": 16-bit PNM (maxval above 255) is not supported; convert it to 8 bits");
+  const std::string big = image_detail::size_problem(buf, bytes.size(), w, h, comp, is16);
+  if (!big.empty()) throw FormatError("image " + where + ": " + big);
   int ch = 0;
   stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);
   if (!data)
