@@ -92,9 +92,7 @@ struct World {
     return o;
   }
   World()
-      : classifier(tiny_model(), "fuzz model"),
-        live(source, classifier),
-        server(live, options()) {
+      : classifier(tiny_model(), "fuzz model"), live(source, classifier), server(live, options()) {
     Frame f;
     f.image.width = 8;
     f.image.height = 6;
@@ -115,8 +113,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // ends, as httplib's connection loop does (at most 16 here).
   for (int i = 0; i < 16 && !strm.done(); ++i) {
     bool closed = false;
-    const bool ok = (svr.*(&ProcessAccess::process_request))(strm, false, closed,
-                                                              [](httplib::Request&) {});
+    const bool ok =
+        (svr.*(&ProcessAccess::process_request))(strm, false, closed, [](httplib::Request&) {});
     if (!ok || closed) break;
   }
   if (size > 0 && strm.out().empty()) __builtin_trap();  // every request gets an answer

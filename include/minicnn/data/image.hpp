@@ -45,9 +45,15 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
     const int64_t bits = int64_t(b[28]) | int64_t(b[29]) << 8;
     // Uncompressed (BI_RGB, BI_BITFIELDS): rows padded to 4 bytes. RLE sizes are not fixed.
     if ((compression == 0 || compression == 3) && w > 0 && bits > 0) {
-      const int64_t row = (bits * w + 31) / 32 * 4, need = int64_t(offset) + row * (h < 0 ? -h : h);
-      if (static_cast<int64_t>(n) < need)
-        return "BMP is truncated: its header promises " + std::to_string(need) +
+      // row < 2^50 and rows <= 2^31: their product can pass int64 (found by fuzz_image), so
+      // the comparison divides instead of multiplying.
+      const int64_t row = (bits * w + 31) / 32 * 4, rows = h < 0 ? -h : h;
+      const int64_t after = static_cast<int64_t>(n) - int64_t(offset);
+      if (after < 0 || (rows > 0 && after / rows < row))
+        return "BMP is truncated: its header promises " +
+               (row > (INT64_MAX - int64_t(offset)) / std::max<int64_t>(rows, 1)
+                    ? std::string("more than 2^63")
+                    : std::to_string(int64_t(offset) + row * rows)) +
                " bytes of pixel data and header, the file has " + std::to_string(n);
     }
     return "";
@@ -72,6 +78,51 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
       if (b[i] == 0xFF && b[i + 1] == 0xD9) return "";
     return "JPEG is truncated: no end-of-image marker after its image data (" + std::to_string(n) +
            " bytes)";
+  }
+  return "";
+}
+
+// stb_image 2.27 fills a Huffman table from a DHT segment without checking that its 16 code
+// counts add up to at most 256, and writes past the table's arrays when they do (found by
+// fuzz/fuzz_image.cpp). Walks a JPEG's marker segments by their lengths (skipping bytes
+// between segments that are not markers, as stb_image does), and the
+// entropy-coded data after each scan header to the next marker (stuffed FF 00, fill bytes
+// and restart markers are not markers), reading every DHT as stb_image would (tables back to
+// back while the segment's length lasts, bytes past the end of the file as 0). Empty when
+// every table is sound or the data is not a JPEG.
+inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
+  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return "";
+  auto at = [&](size_t i) -> unsigned { return i < n ? b[i] : 0; };
+  size_t pos = 2;
+  while (pos + 4 <= n) {
+    if (b[pos] != 0xFF || b[pos + 1] == 0xFF) {  // stb_image skips junk and fill bytes
+      ++pos;
+      continue;
+    }
+    const unsigned char m = b[pos + 1];
+    if (m == 0xD9) return "";
+    if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) {
+      pos += 2;
+      continue;
+    }
+    const size_t len = size_t(b[pos + 2]) << 8 | b[pos + 3];
+    if (m == 0xC4) {
+      int64_t left = int64_t(len) - 2;
+      for (size_t p = pos + 4; left > 0;) {
+        unsigned codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
+        if (codes > 256)
+          return "JPEG has a Huffman table of " + std::to_string(codes) + " codes at byte " +
+                 std::to_string(p) + " (at most 256 are possible)";
+        p += 17 + codes;
+        left -= 17 + int64_t(codes);
+      }
+    }
+    pos += 2 + len;
+    if (m == 0xDA)  // entropy-coded data follows the scan header
+      while (pos + 1 < n && !(b[pos] == 0xFF && b[pos + 1] != 0 && b[pos + 1] != 0xFF &&
+                              !(b[pos + 1] >= 0xD0 && b[pos + 1] <= 0xD7)))
+        ++pos;
   }
   return "";
 }
@@ -132,7 +183,8 @@ inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, 
   const int64_t per_byte = jpeg ? kMaxJpegPixelsPerByte : kMaxPixelsPerByte;
   if (pixels / per_byte >= static_cast<int64_t>(n))
     return "claims " + std::to_string(w) + "x" + std::to_string(h) + " pixels in " +
-           std::to_string(n) + " bytes, more than the format can compress into that size "
+           std::to_string(n) +
+           " bytes, more than the format can compress into that size "
            "(the file is corrupt or crafted)";
   return "";
 }
@@ -145,6 +197,8 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
   auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   int len = static_cast<int>(bytes.size());
   const std::string cut = image_detail::truncation_problem(buf, bytes.size());
+  const std::string huffman = image_detail::jpeg_huffman_problem(buf, bytes.size());
+  if (!huffman.empty()) throw FormatError("image " + where + ": " + huffman);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(buf, len, &w, &h, &comp)) {
     if (!cut.empty()) throw FormatError("image " + where + ": " + cut);

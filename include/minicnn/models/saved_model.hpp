@@ -172,7 +172,8 @@ inline LoadedNet load_model_file(McnnFile file) {
   for (int64_t d : dims) input_elements *= d;
   if (input_elements > kMaxModelInputElements)
     throw FormatError(where + ": input_shape " + meta["input_shape"].dump() + " has " +
-                      std::to_string(input_elements) + " values per sample, more than the limit of " +
+                      std::to_string(input_elements) +
+                      " values per sample, more than the limit of " +
                       std::to_string(kMaxModelInputElements));
   try {
     // Every parameter must come from the file: the build may not allocate more than it holds.
