@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -91,9 +92,11 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
 // back while the segment's length lasts, bytes past the end of the file as 0). Empty when
 // every table is sound or the data is not a JPEG.
 inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
-  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return "";
+  size_t pos = 0;  // stb_image takes any number of FF bytes before the D8 of the SOI marker
+  while (pos < n && b[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= n || b[pos] != 0xD8) return "";
+  ++pos;
   auto at = [&](size_t i) -> unsigned { return i < n ? b[i] : 0; };
-  size_t pos = 2;
   while (pos + 4 <= n) {
     if (b[pos] != 0xFF || b[pos + 1] == 0xFF) {  // stb_image skips junk and fill bytes
       ++pos;
@@ -123,6 +126,26 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
       while (pos + 1 < n && !(b[pos] == 0xFF && b[pos + 1] != 0 && b[pos + 1] != 0xFF &&
                               !(b[pos + 1] >= 0xD0 && b[pos + 1] <= 0xD7)))
         ++pos;
+  }
+  return "";
+}
+
+// Every PNG chunk must fit in the file. stb_image sizes its buffers from a chunk's length
+// field before reading the chunk, so a 69-byte PNG declaring a 1.9 GB IDAT had it allocate
+// gigabytes (found by fuzz/fuzz_mjpeg.cpp, 19 s per file under ASan). Empty when the chunks
+// fit or the data is not a PNG.
+inline std::string png_chunk_problem(const unsigned char* b, size_t n) {
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n < 8 || std::memcmp(b, sig, 8) != 0) return "";
+  for (size_t pos = 8; pos + 8 <= n;) {
+    const uint64_t len = uint64_t(b[pos]) << 24 | uint64_t(b[pos + 1]) << 16 |
+                         uint64_t(b[pos + 2]) << 8 | b[pos + 3];
+    if (len + 12 > n - pos)
+      return "PNG is truncated or corrupt: the chunk at byte " + std::to_string(pos) +
+             " declares " + std::to_string(len) + " bytes, the file has " +
+             std::to_string(n - pos) + " left";
+    if (std::memcmp(b + pos + 4, "IEND", 4) == 0) return "";
+    pos += 12 + len;
   }
   return "";
 }
@@ -197,8 +220,9 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
   auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   int len = static_cast<int>(bytes.size());
   const std::string cut = image_detail::truncation_problem(buf, bytes.size());
-  const std::string huffman = image_detail::jpeg_huffman_problem(buf, bytes.size());
-  if (!huffman.empty()) throw FormatError("image " + where + ": " + huffman);
+  std::string early = image_detail::jpeg_huffman_problem(buf, bytes.size());
+  if (early.empty()) early = image_detail::png_chunk_problem(buf, bytes.size());
+  if (!early.empty()) throw FormatError("image " + where + ": " + early);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(buf, len, &w, &h, &comp)) {
     if (!cut.empty()) throw FormatError("image " + where + ": " + cut);
