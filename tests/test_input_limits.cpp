@@ -3,6 +3,7 @@
 // size, the parameter budget of a saved model's config and its input size, and images that
 // claim more pixels than their bytes can hold. Each case is a small crafted input; several
 // are the regression inputs of fuzz/ in unit-test form, so they run in every ctest.
+#include <minicnn/camera/yuyv.hpp>
 #include <minicnn/minicnn.hpp>
 
 #include "test_support.hpp"
@@ -158,4 +159,40 @@ TEST_CASE("image limits: a JPEG claiming far more pixels than its bytes can code
                         {"bomb.jpg", "9000x9000", "more than the format can compress"});
   // The unpatched file decodes.
   CHECK(decode_image(mt::fixtures_dir() + "/images/gradient.jpg").width > 0);
+}
+
+TEST_CASE("image limits: every fuzz_image regression input is a FormatError, never a crash") {
+  namespace fs = std::filesystem;
+  const std::string dir = mt::source_dir() + "/fuzz/regressions/fuzz_image";
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::vector<char> bytes = read_file_bytes(e.path().string());
+    CAPTURE(e.path().filename().string());
+    CHECK_THROWS_AS(decode_image_memory(bytes, e.path().filename().string()), FormatError);
+    ++n;
+  }
+  CHECK(n >= 6);
+}
+
+TEST_CASE("image limits: a PNG chunk longer than the file and a 257-code Huffman table") {
+  // 2x2 PNG header, then an IDAT chunk declaring 1.9 GB.
+  std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\2\0\0\0\2\x08\x02\0\0\0\0\0\0\0", 33);
+  png += std::string("\x73\0\0\x0bIDAT", 8) + std::string(20, 'x');
+  mt::check_throws_with([&] { decode_image_memory(as_chars(png), "big.png"); },
+                        {"big.png", "chunk at byte 33", "1929379851"});
+  // A JPEG whose DHT counts add up to 16 * 20 = 320 codes.
+  std::string jpg("\xff\xd8\xff\xc4\x00\x13\x00", 7);
+  jpg += std::string(16, '\x14') + std::string("\xff\xd9", 2);
+  mt::check_throws_with([&] { decode_image_memory(as_chars(jpg), "dht.jpg"); },
+                        {"Huffman table of 320 codes"});
+}
+
+TEST_CASE("yuyv: a stride so large that the needed size wraps around is refused") {
+  std::vector<uint8_t> frame(64, 128);
+  Image out;
+  mt::check_throws_with(
+      [&] { camera::yuyv_to_rgb(frame.data(), frame.size(), 4, 3, SIZE_MAX / 2 + 8, out); },
+      {"YUYV frame", "more than memory can hold"});
+  camera::yuyv_to_rgb(frame.data(), frame.size(), 4, 3, 20, out);  // 2 * 20 + 8 = 48 bytes: fits
+  CHECK(out.width == 4);
 }
