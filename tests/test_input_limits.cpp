@@ -40,18 +40,27 @@ std::vector<char> as_chars(const std::string& s) {
 
 }  // namespace
 
-TEST_CASE(
-    "mcnn limits: a header declaring more tensors than the cap is refused before any allocation") {
-  McnnFile f;
-  std::vector<char> b = serialize_mcnn(f);
-  detail::store_le<uint64_t>(b.data() + detail::kOffCount, kMcnnMaxTensors + 1);
+TEST_CASE("mcnn limits: a tensor count above the cap is refused before any allocation") {
+  // Metadata "{}" and a table of zeros just large enough for kMcnnMaxTensors + 1 entries.
+  const uint64_t count = kMcnnMaxTensors + 1, table = count * (kMcnnEntryFixedSize + 1);
+  const uint64_t table_end = kMcnnHeaderSize + 2 + table;
+  std::vector<char> b(detail::align_up(table_end, kMcnnAlignment), '\0');
+  std::memcpy(b.data(), kMcnnMagic, 8);
+  detail::store_le<uint32_t>(b.data() + detail::kOffMajor, kMcnnVersionMajor);
+  detail::store_le<uint64_t>(b.data() + detail::kOffMetaLen, 2);
+  detail::store_le<uint64_t>(b.data() + detail::kOffTableLen, table);
+  detail::store_le<uint64_t>(b.data() + detail::kOffCount, count);
+  detail::store_le<uint64_t>(b.data() + detail::kOffDataOff, b.size());
+  b[kMcnnHeaderSize] = '{', b[kMcnnHeaderSize + 1] = '}';
   detail::mcnn_fix_checksums(b);
   mt::check_throws_with([&] { parse_mcnn(b, "many.mcnn"); },
-                        {"many.mcnn", std::to_string(kMcnnMaxTensors + 1), "limit"});
-  // A count at the cap but larger than the table can hold is refused by the table size.
-  detail::store_le<uint64_t>(b.data() + detail::kOffCount, kMcnnMaxTensors);
-  detail::mcnn_fix_checksums(b);
-  mt::check_throws_with([&] { parse_mcnn(b, "many.mcnn"); }, {"cannot fit in a table"});
+                        {"many.mcnn", std::to_string(count) + " tensors", "limit"});
+  // A count at the cap but larger than a small table can hold is refused by the table size.
+  McnnFile f;
+  std::vector<char> small = serialize_mcnn(f);
+  detail::store_le<uint64_t>(small.data() + detail::kOffCount, kMcnnMaxTensors);
+  detail::mcnn_fix_checksums(small);
+  mt::check_throws_with([&] { parse_mcnn(small, "many.mcnn"); }, {"cannot fit in a table"});
 }
 
 TEST_CASE("mcnn limits: metadata above the cap is refused by the reader and never written") {

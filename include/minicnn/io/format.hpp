@@ -462,9 +462,6 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
   if (meta_len > kMcnnMaxMetadataBytes)
     throw fail("metadata of " + std::to_string(meta_len) + " bytes is larger than the limit of " +
                std::to_string(kMcnnMaxMetadataBytes) + " bytes");
-  if (count > kMcnnMaxTensors)
-    throw fail("the header declares " + std::to_string(count) +
-               " tensors, more than the limit of " + std::to_string(kMcnnMaxTensors));
   const uint64_t table_off = kMcnnHeaderSize + meta_len, table_end = table_off + table_len;
   uint32_t stored_hcrc = load_le<uint32_t>(b + kOffHeaderCrc);
   uint32_t hcrc = crc32(crc32(0, b, kOffHeaderCrc), b + kMcnnHeaderSize, meta_len + table_len);
@@ -510,6 +507,9 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
   if (count > table_len / (kMcnnEntryFixedSize + 1))
     throw fail("tensor count " + std::to_string(count) + " cannot fit in a table of " +
                std::to_string(table_len) + " bytes");
+  if (count > kMcnnMaxTensors)
+    throw fail("the header declares " + std::to_string(count) +
+               " tensors, more than the limit of " + std::to_string(kMcnnMaxTensors));
   struct Entry {
     std::string name;
     DType dtype;
