@@ -61,7 +61,7 @@ for h in "${built[@]}"; do
       ${FUZZ_ARGS:-} "build-fuzz/corpus/$h" "${inputs[@]}" >"build-fuzz/$h.smoke.log" 2>&1; then
       echo "FAILED: $h (build-fuzz/$h.smoke.log)"; tail -40 "build-fuzz/$h.smoke.log"; status=1
     else
-      grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units" "build-fuzz/$h.smoke.log" || true
+      grep -E "DONE|stat::number_of_executed_units" "build-fuzz/$h.smoke.log" || true
     fi
   else
     echo "unknown mode '$mode' (regress, smoke SECONDS, build)" >&2; exit 2
