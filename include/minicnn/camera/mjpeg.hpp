@@ -200,6 +200,13 @@ class JpegDecoder {
       throw FormatError(where + ": JPEG is " + std::to_string(hd.width) + "x" +
                         std::to_string(hd.height) + ", above the limit of " +
                         std::to_string(kMaxImagePixels) + " pixels");
+    // As for decode_image_memory: no JPEG codes 8x8 blocks in under a bit, so a header that
+    // claims more pixels than the bytes can carry is crafted, and must not size the buffer.
+    if (int64_t(hd.width) * hd.height / image_detail::kMaxJpegPixelsPerByte >=
+        static_cast<int64_t>(size))
+      throw FormatError(where + ": JPEG claims " + std::to_string(hd.width) + "x" +
+                        std::to_string(hd.height) + " pixels in " + std::to_string(size) +
+                        " bytes, more than JPEG can code in that size (corrupt or crafted)");
     const tjscalingfactor f{1, denom};
     out.width = TJSCALED(hd.width, f);
     out.height = TJSCALED(hd.height, f);

@@ -171,6 +171,7 @@ class CameraServer {
   }
 
  private:
+  friend struct CameraServerFuzzAccess;  // fuzz/fuzz_http.cpp feeds requests to svr_ directly
   static constexpr const char* kBoundary = "haribo-frame";
 
   void routes() {

@@ -8,6 +8,7 @@
 // their pair's Cb and Cr (no chroma interpolation). Fixed point with 16 fraction bits,
 // rounded to nearest and clamped to 0..255.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -39,10 +40,16 @@ inline void yuyv_to_rgb(const uint8_t* src, size_t size, int width, int height, 
   if (stride < size_t(width) * 2)
     throw ShapeError("YUYV frame: rows of " + std::to_string(stride) + " bytes, a " +
                      std::to_string(width) + "-pixel row needs " + std::to_string(width * 2));
-  const size_t need = stride * size_t(height - 1) + size_t(width) * 2;
-  if (size < need)
+  // stride * (height - 1) + 2 * width without overflow: a driver's (or a file's) absurd
+  // stride must not wrap around to a small size (found by fuzz/fuzz_mjpeg.cpp).
+  const size_t row = size_t(width) * 2;
+  if (size < row || (height > 1 && (size - row) / size_t(height - 1) < stride))
     throw FormatError("YUYV frame: " + std::to_string(size) + " bytes, a " + std::to_string(width) +
-                      "x" + std::to_string(height) + " frame needs " + std::to_string(need));
+                      "x" + std::to_string(height) + " frame with rows " + std::to_string(stride) +
+                      " bytes apart needs " +
+                      (stride > (SIZE_MAX - row) / size_t(std::max(height - 1, 1))
+                           ? std::string("more than memory can hold")
+                           : std::to_string(stride * size_t(height - 1) + row)));
   using namespace yuyv_detail;
   out.width = width;
   out.height = height;

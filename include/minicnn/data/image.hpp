@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -45,9 +46,15 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
     const int64_t bits = int64_t(b[28]) | int64_t(b[29]) << 8;
     // Uncompressed (BI_RGB, BI_BITFIELDS): rows padded to 4 bytes. RLE sizes are not fixed.
     if ((compression == 0 || compression == 3) && w > 0 && bits > 0) {
-      const int64_t row = (bits * w + 31) / 32 * 4, need = int64_t(offset) + row * (h < 0 ? -h : h);
-      if (static_cast<int64_t>(n) < need)
-        return "BMP is truncated: its header promises " + std::to_string(need) +
+      // row < 2^50 and rows <= 2^31: their product can pass int64 (found by fuzz_image), so
+      // the comparison divides instead of multiplying.
+      const int64_t row = (bits * w + 31) / 32 * 4, rows = h < 0 ? -h : h;
+      const int64_t after = static_cast<int64_t>(n) - int64_t(offset);
+      if (after < 0 || (rows > 0 && after / rows < row))
+        return "BMP is truncated: its header promises " +
+               (row > (INT64_MAX - int64_t(offset)) / std::max<int64_t>(rows, 1)
+                    ? std::string("more than 2^63")
+                    : std::to_string(int64_t(offset) + row * rows)) +
                " bytes of pixel data and header, the file has " + std::to_string(n);
     }
     return "";
@@ -75,6 +82,135 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
   }
   return "";
 }
+
+// stb_image 2.27 fills a Huffman table from a DHT segment without checking that its 16 code
+// counts add up to at most 256, and writes past the table's arrays when they do (found by
+// fuzz/fuzz_image.cpp). Walks a JPEG's marker segments by their lengths (skipping bytes
+// between segments that are not markers, as stb_image does), and the
+// entropy-coded data after each scan header to the next marker (stuffed FF 00, fill bytes
+// and restart markers are not markers), reading every DHT as stb_image would (tables back to
+// back while the segment's length lasts, bytes past the end of the file as 0). Empty when
+// every table is sound or the data is not a JPEG.
+inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
+  size_t pos = 0;  // stb_image takes any number of FF bytes before the D8 of the SOI marker
+  while (pos < n && b[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= n || b[pos] != 0xD8) return "";
+  ++pos;
+  auto at = [&](size_t i) -> unsigned { return i < n ? b[i] : 0; };
+  while (pos + 4 <= n) {
+    if (b[pos] != 0xFF || b[pos + 1] == 0xFF) {  // stb_image skips junk and fill bytes
+      ++pos;
+      continue;
+    }
+    const unsigned char m = b[pos + 1];
+    if (m == 0xD9) return "";
+    if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) {
+      pos += 2;
+      continue;
+    }
+    const size_t len = size_t(b[pos + 2]) << 8 | b[pos + 3];
+    if (m == 0xC4) {
+      int64_t left = int64_t(len) - 2;
+      for (size_t p = pos + 4; left > 0;) {
+        unsigned codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
+        if (codes > 256)
+          return "JPEG has a Huffman table of " + std::to_string(codes) + " codes at byte " +
+                 std::to_string(p) + " (at most 256 are possible)";
+        p += 17 + codes;
+        left -= 17 + int64_t(codes);
+      }
+    }
+    pos += 2 + len;
+    if (m == 0xDA)  // entropy-coded data follows the scan header
+      while (pos + 1 < n && !(b[pos] == 0xFF && b[pos + 1] != 0 && b[pos + 1] != 0xFF &&
+                              !(b[pos + 1] >= 0xD0 && b[pos + 1] <= 0xD7)))
+        ++pos;
+  }
+  return "";
+}
+
+// Every PNG chunk must fit in the file. stb_image sizes its buffers from a chunk's length
+// field before reading the chunk, so a 69-byte PNG declaring a 1.9 GB IDAT had it allocate
+// gigabytes (found by fuzz/fuzz_mjpeg.cpp, 19 s per file under ASan). Empty when the chunks
+// fit or the data is not a PNG.
+inline std::string png_chunk_problem(const unsigned char* b, size_t n) {
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n < 8 || std::memcmp(b, sig, 8) != 0) return "";
+  for (size_t pos = 8; pos + 8 <= n;) {
+    const uint64_t len = uint64_t(b[pos]) << 24 | uint64_t(b[pos + 1]) << 16 |
+                         uint64_t(b[pos + 2]) << 8 | b[pos + 3];
+    if (len + 12 > n - pos)
+      return "PNG is truncated or corrupt: the chunk at byte " + std::to_string(pos) +
+             " declares " + std::to_string(len) + " bytes, the file has " +
+             std::to_string(n - pos) + " left";
+    if (std::memcmp(b + pos + 4, "IEND", 4) == 0) return "";
+    pos += 12 + len;
+  }
+  return "";
+}
+
+// Where the pixel data of a binary PNM (P5/P6) starts: after the magic, width, height and
+// maxval (whitespace and # comments between them) and the one whitespace byte that ends the
+// maxval, as stb_image reads it; 0 when the header is malformed or cut off.
+inline size_t pnm_data_offset(const unsigned char* b, size_t n) {
+  size_t pos = 2;
+  for (int field = 0; field < 3; ++field) {
+    for (;;) {
+      while (pos < n && (b[pos] == ' ' || (b[pos] >= '\t' && b[pos] <= '\r'))) ++pos;
+      if (pos < n && b[pos] == '#') {
+        while (pos < n && b[pos] != '\n' && b[pos] != '\r') ++pos;
+        continue;
+      }
+      break;
+    }
+    if (pos >= n || b[pos] < '0' || b[pos] > '9') return 0;
+    while (pos < n && b[pos] >= '0' && b[pos] <= '9') ++pos;
+  }
+  return pos < n ? pos + 1 : 0;
+}
+
+// Most pixels a file of each format can hold per byte of file (the best compression the
+// format allows, with room to spare): a PNG of a 1-bit image deflates ~1032:1, 8 pixels a
+// byte (8256); a GIF's 12-bit LZW code stands for at most 4096 pixels (2731); a progressive
+// JPEG needs at least one bit per 8x8 block (512). A file that claims more pixels than that
+// is crafted or corrupt, and decoding it would allocate memory its size does not justify.
+inline constexpr int64_t kMaxPixelsPerByte = 16384;
+inline constexpr int64_t kMaxJpegPixelsPerByte = 1024;
+
+// Empty when `n` bytes can hold a w x h image of this format; otherwise why not. Uncompressed
+// PNM and TGA must hold every pixel (stb_image would hand back uninitialised memory for the
+// missing ones); other formats must stay within the compression limits above.
+inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, int comp,
+                                bool is16) {
+  const int64_t pixels = int64_t(w) * h;
+  if (n >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) {
+    const size_t off = pnm_data_offset(b, n);
+    const int64_t need = int64_t(off) + pixels * comp * (is16 ? 2 : 1);
+    if (off == 0 || static_cast<int64_t>(n) < need)
+      return "PNM is truncated: a " + std::to_string(w) + "x" + std::to_string(h) +
+             " image needs " + std::to_string(need) + " bytes, the file has " + std::to_string(n);
+    return "";
+  }
+  const bool jpeg = n >= 2 && b[0] == 0xFF && b[1] == 0xD8;
+  // TGA has no magic; stb_image recognises it by its header, types 1-3 are uncompressed.
+  if (!jpeg && n >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1 &&
+      (b[2] == 1) == (b[1] == 1)) {
+    const int64_t cmap = b[1] ? int64_t(b[5] | b[6] << 8) * ((b[7] + 7) / 8) : 0;
+    const int64_t need = 18 + int64_t(b[0]) + cmap + pixels * ((b[16] + 7) / 8);
+    if (static_cast<int64_t>(n) < need)
+      return "TGA is truncated: a " + std::to_string(w) + "x" + std::to_string(h) +
+             " image needs " + std::to_string(need) + " bytes, the file has " + std::to_string(n);
+    return "";
+  }
+  const int64_t per_byte = jpeg ? kMaxJpegPixelsPerByte : kMaxPixelsPerByte;
+  if (pixels / per_byte >= static_cast<int64_t>(n))
+    return "claims " + std::to_string(w) + "x" + std::to_string(h) + " pixels in " +
+           std::to_string(n) +
+           " bytes, more than the format can compress into that size "
+           "(the file is corrupt or crafted)";
+  return "";
+}
 }  // namespace image_detail
 
 inline Image decode_image_memory(const std::vector<char>& bytes, const std::string& where) {
@@ -84,6 +220,9 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
   auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   int len = static_cast<int>(bytes.size());
   const std::string cut = image_detail::truncation_problem(buf, bytes.size());
+  std::string early = image_detail::jpeg_huffman_problem(buf, bytes.size());
+  if (early.empty()) early = image_detail::png_chunk_problem(buf, bytes.size());
+  if (!early.empty()) throw FormatError("image " + where + ": " + early);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(buf, len, &w, &h, &comp)) {
     if (!cut.empty()) throw FormatError("image " + where + ": " + cut);
@@ -98,6 +237,14 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
                       " pixels, more than the limit of " + std::to_string(kMaxImagePixels) +
                       " pixels");
   if (!cut.empty()) throw FormatError("image " + where + ": " + cut);
+  const bool is16 = stbi_is_16_bit_from_memory(buf, len) != 0;
+  // stb_image 2.27 converts a 16-bit PNM's channels as if its samples were 8-bit and then
+  // reads twice the buffer it allocated (a heap overflow, found by fuzz/fuzz_image.cpp).
+  if (is16 && bytes.size() >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6'))
+    throw FormatError("image " + where +
+                      ": 16-bit PNM (maxval above 255) is not supported; convert it to 8 bits");
+  const std::string big = image_detail::size_problem(buf, bytes.size(), w, h, comp, is16);
+  if (!big.empty()) throw FormatError("image " + where + ": " + big);
   int ch = 0;
   stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);
   if (!data)

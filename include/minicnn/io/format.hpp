@@ -50,6 +50,10 @@ inline constexpr std::size_t kMcnnAlignment = 64;
 inline constexpr std::size_t kMcnnEntryFixedSize = 24;
 inline constexpr std::size_t kMcnnMaxNameBytes = 1024;
 inline constexpr int kMcnnMaxJsonDepth = 64;
+// Caps a reader applies before allocating anything (docs/file-format.md, "Limits"): a
+// MobileNetV2 checkpoint has under 1000 tensors and a few kB of metadata.
+inline constexpr uint64_t kMcnnMaxTensors = 1u << 16;
+inline constexpr uint64_t kMcnnMaxMetadataBytes = 16u << 20;
 
 // Element type of a stored tensor (the code is what the table stores).
 enum class DType : uint8_t { float32 = 1, int64 = 2, uint8 = 3 };
@@ -346,6 +350,14 @@ inline std::vector<char> serialize_mcnn(const McnnFile& f,
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("write .mcnn: metadata cannot be written as JSON: ") + e.what());
   }
+  if (text.size() > kMcnnMaxMetadataBytes)
+    throw ConfigError("write .mcnn: metadata of " + std::to_string(text.size()) +
+                      " bytes is larger than the limit of " +
+                      std::to_string(kMcnnMaxMetadataBytes) + " bytes, which readers reject");
+  if (f.tensors.size() > kMcnnMaxTensors)
+    throw ConfigError("write .mcnn: " + std::to_string(f.tensors.size()) +
+                      " tensors, more than the limit of " + std::to_string(kMcnnMaxTensors) +
+                      ", which readers reject");
   if (json_nesting_depth(text.data(), text.size()) > kMcnnMaxJsonDepth)
     throw ConfigError("write .mcnn: metadata nests deeper than " +
                       std::to_string(kMcnnMaxJsonDepth) + " levels, which readers reject");
@@ -448,6 +460,9 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
                " bytes of metadata and " + std::to_string(table_len) +
                " bytes of tensor table after the 64-byte header, but the file has only " +
                std::to_string(size) + " bytes");
+  if (meta_len > kMcnnMaxMetadataBytes)
+    throw fail("metadata of " + std::to_string(meta_len) + " bytes is larger than the limit of " +
+               std::to_string(kMcnnMaxMetadataBytes) + " bytes");
   const uint64_t table_off = kMcnnHeaderSize + meta_len, table_end = table_off + table_len;
   uint32_t stored_hcrc = load_le<uint32_t>(b + kOffHeaderCrc);
   uint32_t hcrc = crc32(crc32(0, b, kOffHeaderCrc), b + kMcnnHeaderSize, meta_len + table_len);
@@ -493,6 +508,9 @@ inline McnnFile parse_mcnn(const std::vector<char>& bytes, const std::string& wh
   if (count > table_len / (kMcnnEntryFixedSize + 1))
     throw fail("tensor count " + std::to_string(count) + " cannot fit in a table of " +
                std::to_string(table_len) + " bytes");
+  if (count > kMcnnMaxTensors)
+    throw fail("the header declares " + std::to_string(count) +
+               " tensors, more than the limit of " + std::to_string(kMcnnMaxTensors));
   struct Entry {
     std::string name;
     DType dtype;

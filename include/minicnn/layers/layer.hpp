@@ -40,6 +40,42 @@ inline ForwardObserver& forward_observer() {
   return observer;
 }
 
+// While one is alive on a thread, the parameters layers create there (add_parameter) may
+// hold at most `elements` values in all; one more throws FormatError naming `where`. Loading
+// a model file builds the network its metadata describes before reading the weights, and
+// every parameter must come from the file, so the file's own tensors are the budget: a
+// crafted config cannot make the build allocate more than the file's size justifies.
+class ParameterBudget {
+ public:
+  ParameterBudget(int64_t elements, std::string where)
+      : left_(elements), where_(std::move(where)), outer_(current()) {
+    current() = this;
+  }
+  ~ParameterBudget() { current() = outer_; }
+  ParameterBudget(const ParameterBudget&) = delete;
+  ParameterBudget& operator=(const ParameterBudget&) = delete;
+
+  static ParameterBudget*& current() {
+    static thread_local ParameterBudget* budget = nullptr;
+    return budget;
+  }
+  void take(const std::string& name, const Shape& shape) {
+    int64_t n = 1;  // saturating: shapes from a file may multiply past int64
+    for (int64_t d : shape) n = (d != 0 && n > left_ / d) ? left_ + 1 : n * d;
+    if (n > left_)
+      throw FormatError(where_ + ": parameter '" + name + "' of shape " + shape.str() +
+                        " does not fit in the " + std::to_string(left_) +
+                        " values the file has left; the model config asks for more parameters "
+                        "than the file stores");
+    left_ -= n;
+  }
+
+ private:
+  int64_t left_;
+  std::string where_;
+  ParameterBudget* outer_;
+};
+
 template <typename T>
 struct ParameterT {
   std::string name;  // "<layer>/<weight>", e.g. "block_3_depthwise/depthwise_kernel"
@@ -234,6 +270,7 @@ class LayerT {
   }
 
   ParameterT<T>& add_parameter(const std::string& weight, const Shape& shape, bool state = false) {
+    if (ParameterBudget* b = ParameterBudget::current()) b->take(name_ + "/" + weight, shape);
     params_.push_back(std::make_unique<ParameterT<T>>(name_ + "/" + weight, shape, state));
     if (!trainable_ && !state) {
       params_.back()->trainable = false;

@@ -107,6 +107,10 @@ inline ModelInfo model_info_from_metadata(const nlohmann::json& meta, const std:
   return info;
 }
 
+// Largest input a saved model may declare, in values per sample (H * W * C): 64 Mi, a
+// 4096 x 4096 x 4 image. Every frame is resized to it, so a crafted file must not ask for more.
+inline constexpr int64_t kMaxModelInputElements = int64_t(1) << 26;
+
 // Rebuilds a saved model (architecture, weights, frozen layers) from a file already read.
 inline LoadedNet load_model_file(McnnFile file) {
   const std::string where = file.source.empty() ? "<in-memory .mcnn>" : file.source;
@@ -116,7 +120,10 @@ inline LoadedNet load_model_file(McnnFile file) {
     if (meta.is_object() && meta.contains("architecture")) {
       // Converted ImageNet weights: MobileNetV2 as the file describes it, unfolded.
       MobileNetV2Options o = mobilenet_v2_options_from_metadata(meta, where);
-      out.net = mobilenet_v2<float>(o);
+      {
+        ParameterBudget budget(file.count_values(TensorKind::model), where);
+        out.net = mobilenet_v2<float>(o);
+      }
       load_weights(*out.net, file);
       out.info = model_info_from_metadata(meta, where);
       // ImageNet references resize with PIL's antialiased bilinear filter, not Keras' nearest.
@@ -161,8 +168,19 @@ inline LoadedNet load_model_file(McnnFile file) {
     in = Shape{dims[0], dims[1]};
   else
     in = Shape{dims[0], dims[1], dims[2]};
+  int64_t input_elements = 1;
+  for (int64_t d : dims) input_elements *= d;
+  if (input_elements > kMaxModelInputElements)
+    throw FormatError(where + ": input_shape " + meta["input_shape"].dump() + " has " +
+                      std::to_string(input_elements) +
+                      " values per sample, more than the limit of " +
+                      std::to_string(kMaxModelInputElements));
   try {
+    // Every parameter must come from the file: the build may not allocate more than it holds.
+    ParameterBudget budget(file.count_values(TensorKind::model), where);
     out.net->build(in);
+  } catch (const FormatError&) {
+    throw;
   } catch (const Error& e) {
     throw FormatError(where + ": the model config does not build for input " + in.batched_str() +
                       ": " + e.what());
