@@ -1,10 +1,14 @@
-// train_step: minicnn's frozen-base training step of the notebook recipe, timed inside
-// Model::fit (the counterpart of bench/torch_train_step.py): 96x96, batch 32, MobileNetV2
-// alpha 1.0 frozen (folded), head Dense 128 relu -> Dropout 0.5 -> Dense 12 softmax, Adam.
+// train_step: minicnn's training step of the notebook recipe, timed inside Model::fit (the
+// counterpart of bench/torch_train_step.py): 96x96, batch 32, MobileNetV2 alpha 1.0, head
+// Dense 128 relu -> Dropout 0.5 -> Dense 12 softmax, Adam.
+//   --mode frozen: the base frozen (folded), the head trained (the notebook);
+//   --mode full:   every layer trained, BatchNormalization in training mode (fine-tuning).
 //
-//   build/bin/train_step --weights weights/mobilenet_v2_1.0_224_no_top.mcnn
+//   build/bin/train_step --weights weights/mobilenet_v2_1.0_224_no_top.mcnn [--mode frozen|full]
 //       [--data ../shared/datasets/jellybeans12] [--aug keras|none] [--workers 1]
 //       [--threads 2] [--steps 20] [--warmup 3] [--json]
+//
+// Peak resident memory (VmHWM) is reported for the whole process.
 //
 // A step is what fit() does per batch: take the next batch from the ImageFlow (augmented and
 // preprocessed by --workers background threads, or inline with --workers 0), run the folded
@@ -17,6 +21,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 using namespace minicnn;
@@ -30,6 +35,14 @@ double median(std::vector<double> v) {
 }
 double ms_since(clock_type::time_point t0) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+}
+// Peak resident set of this process in MiB (Linux /proc/self/status VmHWM), 0 elsewhere.
+double peak_rss_mib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0.0;
 }
 
 // The first `n` training images of the folder, spread over the classes, or random pixels.
@@ -64,12 +77,14 @@ ImageFolder sample_folder(const std::string& dir, int n, int size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"train_step: time minicnn's frozen-base training step (notebook recipe)"};
-  std::string weights, data, aug = "keras";
+  CLI::App app{"train_step: time minicnn's training step (notebook recipe)"};
+  std::string weights, data, aug = "keras", mode = "frozen";
   int threads = num_threads(), workers = 1, steps = 20, warmup = 3, batch = 32, size = 96;
   bool as_json = false;
   app.add_option("--weights", weights, "ImageNet MobileNetV2 .mcnn (alpha 1.0)")->required();
   app.add_option("--data", data, "class-folder dataset to take the images from (default: random)");
+  app.add_option("--mode", mode, "frozen (base folded, head trained) or full (every layer)")
+      ->check(CLI::IsMember({"frozen", "full"}));
   app.add_option("--aug", aug, "keras (the notebook's ImageDataGenerator) or none")
       ->check(CLI::IsMember({"keras", "none"}));
   app.add_option("--workers", workers, "loader threads (0: augment inline)")
@@ -90,6 +105,7 @@ int main(int argc, char** argv) {
     co.input_height = co.input_width = size;
     co.classes = int64_t(folder.class_names.size());
     co.seed = 1;
+    co.freeze_base = mode == "frozen";
     Model model(mobilenet_v2_classifier(co));
     model.compile(std::make_unique<Adam>(1e-4));
     FlowOptions fo;
@@ -131,10 +147,14 @@ int main(int argc, char** argv) {
       flow.fill_batch(ids.data(), batch, 0, b);
       const double a = ms_since(t0);
       t0 = clock_type::now();
-      g.prefix_forward(b.x.view(), features.view());
+      // Full mode: "base" is the whole training forward, "head" the loss, backward and Adam.
+      if (g.has_prefix())
+        g.prefix_forward(b.x.view(), features.view());
+      else
+        g.forward(b.x.view(), true);
       const double f = ms_since(t0);
       t0 = clock_type::now();
-      g.forward_rest(features.view(), true);
+      if (g.has_prefix()) g.forward_rest(features.view(), true);
       cce.forward(g.logits(), b.y.view());
       g.zero_grad();
       g.backward(cce.backward().view(), true);
@@ -149,7 +169,7 @@ int main(int argc, char** argv) {
     const double step = median(step_ms);
     const double ips = batch / (step / 1000.0);
     if (as_json) {
-      std::cout << nlohmann::json{{"config", std::string("minicnn aug=") + aug +
+      std::cout << nlohmann::json{{"config", std::string("minicnn ") + mode + " aug=" + aug +
                                                  " workers=" + std::to_string(workers)},
                                   {"threads", threads},
                                   {"batch", batch},
@@ -161,18 +181,21 @@ int main(int argc, char** argv) {
                                   {"aug_ms", median(aug_ms)},
                                   {"base_ms", median(base_ms)},
                                   {"head_ms", median(head_ms)},
+                                  {"mode", mode},
+                                  {"peak_rss_mib", peak_rss_mib()},
                                   {"prefix_micro_batch", g.prefix_micro_batch()}}
                        .dump()
                 << "\n";
     } else {
       std::printf(
-          "minicnn frozen-base step, %dx%d batch %d, aug %s, %d loader threads, %d OpenMP "
+          "minicnn %s step, %dx%d batch %d, aug %s, %d loader threads, %d OpenMP "
           "threads:\n"
-          "  step %.2f ms median over %d steps (%.0f images/s)\n"
-          "  phases alone: augmentation+preprocessing %.2f ms, base forward %.2f ms, head step "
+          "  step %.2f ms median over %d steps (%.0f images/s), peak RSS %.0f MiB\n"
+          "  phases alone: augmentation+preprocessing %.2f ms, %s %.2f ms, %s "
           "%.2f ms\n",
-          size, size, batch, aug.c_str(), workers, threads, step, steps, ips, median(aug_ms),
-          median(base_ms), median(head_ms));
+          mode.c_str(), size, size, batch, aug.c_str(), workers, threads, step, steps, ips,
+          peak_rss_mib(), median(aug_ms), g.has_prefix() ? "base forward" : "forward",
+          median(base_ms), g.has_prefix() ? "head step" : "loss+backward+Adam", median(head_ms));
     }
   } catch (const std::exception& e) {
     std::cerr << "train_step: error: " << e.what() << "\n";

@@ -162,6 +162,111 @@ TEST_CASE("batchnorm fast kernels match the reference (odd channels, several thr
   }
 }
 
+TEST_CASE(
+    "batchnorm kernels with a fused ReLU / ReLU6 match the reference followed by the activation") {
+  Rng rng(12);
+  for (Activation act : {Activation::ReLU, Activation::ReLU6}) {
+    for (int64_t C : {3, 16, 300}) {
+      const int64_t rows = 211;
+      // Inputs spread so that every clamp region (below 0, inside, above 6) is hit.
+      TensorF x = mt::random_tensor<float>(Shape{rows, C}, rng, -3.0, 3.0);
+      TensorF dy = mt::random_tensor<float>(Shape{rows, C}, rng);
+      std::vector<double> m(C), v(C);
+      kernels::ref::batchnorm_moments(x.data(), rows, C, m.data(), v.data());
+      TensorF gamma = mt::random_tensor<float>(Shape{C}, rng, 1.0, 4.0);
+      TensorF beta = mt::random_tensor<float>(Shape{C}, rng, -1.0, 5.0);
+      // Reference: BN, then the activation, then its gradient mask, then the BN backward.
+      TensorF z(x.shape()), y_ref(x.shape()), g(x.shape()), dx_ref(x.shape());
+      TensorF dg_ref(Shape{C}), db_ref(Shape{C});
+      kernels::ref::batchnorm_forward(x.data(), rows, C, gamma.data(), beta.data(), m.data(),
+                                      v.data(), 1e-3, z.data());
+      int64_t clipped = 0;
+      for (int64_t i = 0; i < x.size(); ++i) {
+        y_ref[i] = kernels::activate(act, z[i]);
+        g[i] = kernels::activate_grad_from_output(act, y_ref[i], dy[i]);
+        clipped += g[i] == 0.f;
+      }
+      CHECK(clipped > x.size() / 10);  // the mask matters in this case
+      kernels::ref::batchnorm_backward_training(g.data(), x.data(), rows, C, gamma.data(), m.data(),
+                                                v.data(), 1e-3, dx_ref.data(), dg_ref.data(),
+                                                db_ref.data());
+      for (int threads : {1, 2}) {
+        CAPTURE(C);
+        CAPTURE(threads);
+        TensorF mean_t(Shape{C}), scale(Shape{C}), a(Shape{C}), b(Shape{C}), d(Shape{C});
+        for (int64_t c = 0; c < C; ++c) {
+          mean_t[c] = float(m[c]);
+          scale[c] = float(gamma[c] / std::sqrt(v[c] + 1e-3));
+        }
+        TensorF y(x.shape());
+        kernels::batchnorm_apply_nhwc(x.data(), rows, C, mean_t.data(), scale.data(), beta.data(),
+                                      y.data(), act, threads);
+        CHECK(mt::max_abs_diff(y, y_ref) < 1e-5);
+        std::vector<double> sdy(C), sdyx(C), scratch;
+        kernels::batchnorm_backward_sums_nhwc(dy.data(), y.data(), act, x.data(), rows, C, m.data(),
+                                              sdy.data(), sdyx.data(), scratch, threads);
+        TensorF dg(Shape{C}), db(Shape{C}), dx(x.shape());
+        for (int64_t c = 0; c < C; ++c) {
+          double inv = 1.0 / std::sqrt(v[c] + 1e-3), k = gamma[c] * inv;
+          dg[c] = float(sdyx[c] * inv);
+          db[c] = float(sdy[c]);
+          a[c] = float(k);
+          b[c] = float(-k * inv * sdyx[c] * inv / rows);
+          d[c] = float(-k * sdy[c] / rows);
+        }
+        kernels::batchnorm_backward_apply_nhwc(dy.data(), y.data(), act, x.data(), rows, C,
+                                               mean_t.data(), a.data(), b.data(), d.data(),
+                                               dx.data(), threads);
+        CHECK(mt::max_rel_diff(dg, dg_ref, 1.0) < 1e-5);
+        CHECK(mt::max_rel_diff(db, db_ref, 1.0) < 1e-5);
+        CHECK(mt::max_rel_diff(dx, dx_ref, 1.0) < 1e-4);
+      }
+    }
+  }
+}
+
+TEST_CASE("Sequential fuses BatchNormalization + ReLU6: same results as the layers run alone") {
+  Rng rng(8);
+  const Shape s{4, 6, 5, 9};
+  TensorF x = mt::random_tensor<float>(s, rng, -2.0, 3.0);
+  TensorF dy = mt::random_tensor<float>(s, rng);
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    Sequential seq("seq");
+    auto& bn = seq.add<BatchNormalization>("bn", 0.9, 1e-3);
+    auto& relu = seq.add<ReLU6>("relu");
+    auto& bn2 = seq.add<BatchNormalization>("bn2", 0.9, 1e-3);
+    seq.build(s.sample());
+    // Alone (not in a container): nothing is fused.
+    BatchNormalization a("a", 0.9, 1e-3), a2("a2", 0.9, 1e-3);
+    ReLU6 r("r");
+    a.build(s.sample());
+    a2.build(s.sample());
+    randomize_bn(bn, rng, true);
+    randomize_bn(bn2, rng, true);
+    for (auto* p : {bn.gamma(), bn.beta()}) p->value[0] *= 3;  // some outputs above 6
+    for (auto [from, to] : {std::pair{&bn, &a}, std::pair{&bn2, &a2}})
+      for (size_t i = 0; i < 4; ++i) to->parameters()[i]->value = from->parameters()[i]->value;
+    CHECK(bn.absorbed_next() == &relu);
+    CHECK(bn2.absorbed_next() == nullptr);
+    CHECK(a.absorbed_next() == nullptr);
+
+    const TensorF y = seq.forward(x, training);
+    const TensorF y_ref =
+        a2.forward(r.forward(a.forward(x, training).view(), training).view(), training);
+    CHECK(mt::max_abs_diff(y, y_ref) == 0);
+    seq.zero_grad();
+    for (auto* l : std::initializer_list<Layer*>{&a, &a2}) l->zero_grad();
+    const TensorF dx = seq.backward(dy);
+    const TensorF dx_ref = a.backward(r.backward(a2.backward(dy).view()).view());
+    CHECK(mt::max_rel_diff(dx, dx_ref, 1.0) < 1e-5);
+    CHECK(mt::max_rel_diff(bn.gamma()->grad, a.gamma()->grad, 1.0) < 1e-5);
+    CHECK(mt::max_rel_diff(bn.beta()->grad, a.beta()->grad, 1.0) < 1e-5);
+    // The moving statistics moved identically.
+    CHECK(mt::max_abs_diff(bn.moving_mean()->value, a.moving_mean()->value) == 0);
+  }
+}
+
 TEST_CASE("BatchNormalization forward/backward match the reference kernels") {
   Rng rng(3);
   const Shape s{3, 5, 7, 13};

@@ -47,6 +47,77 @@ TEST_CASE("Adam follows Keras' rule step by step") {
   CHECK(q.value[1] == doctest::Approx(0.1).epsilon(1e-5));
 }
 
+TEST_CASE("float Adam (vector kernel, flat list split over threads) follows the double rule") {
+  // Sizes with vector tails, one parameter of a single element, and enough elements in all
+  // that the threads' ranges cut through parameters.
+  const std::vector<int64_t> sizes = {1, 15, 17, 33, 40000, 70001};
+  const double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-7;
+  Rng rng(21);
+  std::vector<std::unique_ptr<ParameterT<float>>> fp;
+  std::vector<std::unique_ptr<ParameterT<double>>> dp;
+  std::vector<ParameterT<float>*> flist;
+  std::vector<ParameterT<double>*> dlist;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const std::string name = "p" + std::to_string(k) + "/w";
+    fp.push_back(std::make_unique<ParameterT<float>>(name, Shape{sizes[k]}));
+    dp.push_back(std::make_unique<ParameterT<double>>(name, Shape{sizes[k]}));
+    for (int64_t i = 0; i < sizes[k]; ++i)
+      dp[k]->value[i] = fp[k]->value[i] = float(rng.uniform(-1, 1));
+    flist.push_back(fp.back().get());
+    dlist.push_back(dp.back().get());
+  }
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    AdamT<float> fast(lr, b1, b2, eps);
+    AdamT<double> exact(lr, b1, b2, eps);
+    for (size_t k = 0; k < sizes.size(); ++k)
+      for (int64_t i = 0; i < sizes[k]; ++i) dp[k]->value[i] = double(fp[k]->value[i]);
+    for (int t = 0; t < 4; ++t) {
+      for (size_t k = 0; k < sizes.size(); ++k)
+        for (int64_t i = 0; i < sizes[k]; ++i)
+          dp[k]->grad[i] = fp[k]->grad[i] = float(rng.uniform(-2, 2) * (t == 1 ? 1e-6 : 1.0));
+      fast.step(flist);
+      exact.step(dlist);
+    }
+    CAPTURE(threads);
+    double worst = 0;
+    for (size_t k = 0; k < sizes.size(); ++k)
+      for (int64_t i = 0; i < sizes[k]; ++i)
+        worst = std::max(worst, std::abs(double(fp[k]->value[i]) - dp[k]->value[i]));
+    // Four steps of about lr each: float rounding of the values (|w| <= 1) dominates.
+    CHECK(worst < 4e-7);
+    // Every element moved (a range left out by the thread split would not).
+    CHECK(fast.iterations() == 4);
+  }
+  set_num_threads(2);
+}
+
+TEST_CASE("the optimizer's flat list follows changes of the parameter list and of trainable") {
+  AdamT<float> opt(0.1);
+  ParameterT<float> a("a/w", Shape{3}), b("b/w", Shape{5});
+  a.grad.fill(1.f);
+  b.grad.fill(1.f);
+  opt.step({&a, &b});
+  CHECK(a.value[0] == doctest::Approx(-0.1).epsilon(1e-5));
+  CHECK(b.value[4] == doctest::Approx(-0.1).epsilon(1e-5));
+  // Same list, b frozen in between: b must not move.
+  b.trainable = false;
+  opt.step({&a, &b});
+  CHECK(b.value[4] == doctest::Approx(-0.1).epsilon(1e-5));
+  CHECK(a.value[0] < -0.15f);
+  // Another list: only a.
+  b.trainable = true;
+  const float a_before = a.value[0], b_before = b.value[0];
+  opt.step({&a});
+  CHECK(a.value[0] < a_before);
+  CHECK(b.value[0] == b_before);
+  // A gradient reshaped behind the optimizer's back is refused, nothing changed.
+  a.grad = Tensor<float>(Shape{4}, 1.f);
+  const float a_now = a.value[0];
+  CHECK_THROWS_AS(opt.step({&a}), ShapeError);
+  CHECK(a.value[0] == a_now);
+}
+
 TEST_CASE("SGD: plain, momentum and nesterov follow Keras' rules") {
   const double grads[3] = {0.5, -1.5, 2.0};
   for (int mode = 0; mode < 3; ++mode) {

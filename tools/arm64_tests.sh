@@ -24,7 +24,7 @@ ln -sfn /usr/include/doctest "$inc/doctest"
 ln -sfn /usr/include/nlohmann "$inc/nlohmann"
 ln -sfn /usr/include/stb "$inc/stb"
 
-tests=(test_gemm test_conv2d test_dwconv2d test_dense test_layers test_isa)
+tests=(test_gemm test_conv2d test_dwconv2d test_dense test_layers test_optim test_isa)
 flags=(-std=gnu++17 -O1 -fopenmp -Wall -Wextra -Iinclude -isystem "$inc" -static
   -DMINICNN_SOURCE_DIR="\"$PWD\"" -DMINICNN_SHARED_DIR="\"$PWD/../shared\""
   -DMINICNN_BIN_DIR="\"$PWD/$out\"")

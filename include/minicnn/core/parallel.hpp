@@ -1,7 +1,14 @@
 // Thread control. minicnn parallelises with OpenMP over the batch or over rows;
 // Eigen's own threading stays off inside those regions (we never enable Eigen's
 // thread pool), so one knob, set_num_threads, controls everything.
+//
+// run_threads / parallel_ranges are the one way kernels start threads. With a single
+// thread they call the body directly: entering an OpenMP parallel region, even one that
+// its if() clause makes serial, allocates a team structure in libgomp, and a training step
+// would then allocate on every batch-norm or pooling call.
 #pragma once
+#include <algorithm>
+#include <cstdint>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -38,6 +45,38 @@ inline bool in_parallel() {
 #else
   return false;
 #endif
+}
+
+// Calls f(thread, thread_count) on up to nt threads; returns how many ran (OpenMP may give
+// fewer than asked, inside another parallel region for instance).
+template <class F>
+inline int run_threads(int nt, F&& f) {
+#ifdef _OPENMP
+  if (nt > 1) {
+    int used = 1;
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num(), m = omp_get_num_threads();
+      if (t == 0) used = m;
+      f(t, m);
+    }
+    return used;
+  }
+#endif
+  f(0, 1);
+  return 1;
+}
+
+// body(begin, end) over [0, n) cut into at most nt contiguous ranges of near-equal size
+// (OpenMP's schedule(static)), one per thread.
+template <class F>
+inline void parallel_ranges(int64_t n, int nt, F&& body) {
+  if (n <= 0) return;
+  nt = int(std::max<int64_t>(1, std::min<int64_t>(nt, n)));
+  run_threads(nt, [&](int t, int m) {
+    const int64_t b = n * t / m, e = n * (t + 1) / m;
+    if (e > b) body(b, e);
+  });
 }
 
 }  // namespace minicnn

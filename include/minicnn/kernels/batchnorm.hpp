@@ -7,14 +7,41 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../core/parallel.hpp"
+#include "activation.hpp"
 
 namespace minicnn {
 namespace kernels {
 
 namespace bn_detail {
+// Calls body(std::integral_constant<int, A>) with A = int(act), so that the per-element
+// activation test is resolved at compile time and the inner loops still vectorise.
+template <typename Body>
+void with_activation(Activation act, Body body) {
+  switch (act) {
+    case Activation::ReLU: return body(std::integral_constant<int, int(Activation::ReLU)>());
+    case Activation::ReLU6: return body(std::integral_constant<int, int(Activation::ReLU6)>());
+    default: return body(std::integral_constant<int, int(Activation::Linear)>());
+  }
+}
+// dL/d(pre-activation) from dL/dy and y = act(pre-activation), branch-free.
+template <int A, typename T>
+inline T masked_grad(T y, T dy) {
+  if constexpr (A == int(Activation::ReLU)) return y > T(0) ? dy : T(0);
+  // `&`, not `&&`: a short-circuit is control flow, and GCC then leaves the loop scalar.
+  if constexpr (A == int(Activation::ReLU6)) return ((y > T(0)) & (y < T(6))) ? dy : T(0);
+  return dy;
+}
+template <int A, typename T>
+inline T activated(T v) {
+  if constexpr (A == int(Activation::ReLU)) return v < T(0) ? T(0) : v;
+  if constexpr (A == int(Activation::ReLU6)) return std::min(std::max(v, T(0)), T(6));
+  return v;
+}
+
 // Chunks for a [rows, C] pass: 0 = automatic (none for small work, never nested).
 inline int bn_chunks(int64_t rows, int64_t C, int threads) {
   if (threads <= 0) {
@@ -33,12 +60,13 @@ void bn_reduce_rows(int64_t rows, int64_t C, int K, int chunks, std::vector<doub
   const int64_t len = int64_t(K) * C;
   if (scratch.size() < size_t(len * chunks)) scratch.resize(size_t(len * chunks));
   double* base = scratch.data();
-#pragma omp parallel for schedule(static, 1) num_threads(chunks) if (chunks > 1)
-  for (int t = 0; t < chunks; ++t) {
-    double* acc = base + t * len;
-    std::fill(acc, acc + len, 0.0);
-    body(rows * t / chunks, rows * (t + 1) / chunks, acc);
-  }
+  parallel_ranges(chunks, chunks, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      double* acc = base + t * len;
+      std::fill(acc, acc + len, 0.0);
+      body(rows * t / chunks, rows * (t + 1) / chunks, acc);
+    }
+  });
   std::copy(base, base + len, out);
   for (int t = 1; t < chunks; ++t)
     for (int64_t i = 0; i < len; ++i) out[i] += base[t * len + i];
@@ -74,26 +102,38 @@ void batchnorm_moments_nhwc(const T* x, int64_t rows, int64_t C, double* mean, d
   for (int64_t c = 0; c < C; ++c) var[c] *= inv_rows;
 }
 
-// y = (x - mean[c]) * scale[c] + shift[c]. Subtracting the mean before scaling
-// (rather than folding it into shift) keeps float precision when |mean| >> std.
-// y may alias x.
+// y = act((x - mean[c]) * scale[c] + shift[c]): a BatchNormalization and the ReLU / ReLU6
+// after it in one pass. Subtracting the mean before scaling (rather than folding it into
+// shift) keeps float precision when |mean| >> std. y may alias x.
+template <typename T>
+void batchnorm_apply_nhwc(const T* x, int64_t rows, int64_t C, const T* mean, const T* scale,
+                          const T* shift, T* y, Activation act, int threads = 0) {
+  const int chunks = bn_detail::bn_chunks(rows, C, threads);
+  bn_detail::with_activation(act, [&](auto a) {
+    constexpr int A = decltype(a)::value;
+    parallel_ranges(rows, chunks, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xr = x + r * C;
+        T* yr = y + r * C;
+        for (int64_t c = 0; c < C; ++c)
+          yr[c] = bn_detail::activated<A>((xr[c] - mean[c]) * scale[c] + shift[c]);
+      }
+    });
+  });
+}
 template <typename T>
 void batchnorm_apply_nhwc(const T* x, int64_t rows, int64_t C, const T* mean, const T* scale,
                           const T* shift, T* y, int threads = 0) {
-  const int chunks = bn_detail::bn_chunks(rows, C, threads);
-#pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * C;
-    T* yr = y + r * C;
-    for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean[c]) * scale[c] + shift[c];
-  }
+  batchnorm_apply_nhwc(x, rows, C, mean, scale, shift, y, Activation::Linear, threads);
 }
 
-// Per-channel sum_dy[c] = sum_r dy and sum_dy_xc[c] = sum_r dy * (x - mean[c]):
-// the two reductions of the batch-norm backward pass (for gamma, beta and dx).
+// Per-channel sum_dy[c] = sum_r g and sum_dy_xc[c] = sum_r g * (x - mean[c]), where g is
+// dy, or dL/d(pre-activation) when the layer applied `act` to its output y (g = dy where
+// the activation passes, else 0; y == nullptr means no activation): the two reductions of
+// the batch-norm backward pass (for gamma, beta and dx).
 template <typename T>
-void batchnorm_backward_sums_nhwc(const T* dy, const T* x, int64_t rows, int64_t C,
-                                  const double* mean, double* sum_dy, double* sum_dy_xc,
+void batchnorm_backward_sums_nhwc(const T* dy, const T* y, Activation act, const T* x, int64_t rows,
+                                  int64_t C, const double* mean, double* sum_dy, double* sum_dy_xc,
                                   std::vector<double>& scratch, int threads = 0) {
   const int chunks = bn_detail::bn_chunks(rows, C, threads);
   // The combined [2, C] result lives in scratch past the per-chunk partials; sizing
@@ -101,46 +141,86 @@ void batchnorm_backward_sums_nhwc(const T* dy, const T* x, int64_t rows, int64_t
   const int64_t len = 2 * C;
   if (scratch.size() < size_t(len * (chunks + 1))) scratch.resize(size_t(len * (chunks + 1)));
   double* out = scratch.data() + len * chunks;
-  bn_detail::bn_reduce_rows(rows, C, 2, chunks, scratch, out,
-                            [&](int64_t r0, int64_t r1, double* acc) {
-                              double* a1 = acc;
-                              double* a2 = acc + C;
-                              for (int64_t r = r0; r < r1; ++r) {
-                                const T* dyr = dy + r * C;
-                                const T* xr = x + r * C;
-                                for (int64_t c = 0; c < C; ++c) {
-                                  double d = double(dyr[c]);
-                                  a1[c] += d;
-                                  a2[c] += d * (double(xr[c]) - mean[c]);
+  if (!y) act = Activation::Linear;
+  bn_detail::with_activation(act, [&](auto a) {
+    constexpr int A = decltype(a)::value;
+    bn_detail::bn_reduce_rows(rows, C, 2, chunks, scratch, out,
+                              [&](int64_t r0, int64_t r1, double* acc) {
+                                double* a1 = acc;
+                                double* a2 = acc + C;
+                                for (int64_t r = r0; r < r1; ++r) {
+                                  const T* dyr = dy + r * C;
+                                  const T* yr = A == int(Activation::Linear) ? dyr : y + r * C;
+                                  const T* xr = x + r * C;
+                                  // Masking and the double sums in one loop stay scalar
+                                  // (GCC turns the select into branches there), 6x slower:
+                                  // mask a block into `g` first, then sum.
+                                  constexpr int64_t kBlock = 256;
+                                  T g[kBlock];
+                                  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+                                    const int64_t nc = std::min(kBlock, C - c0);
+                                    for (int64_t j = 0; j < nc; ++j)
+                                      g[j] = bn_detail::masked_grad<A>(yr[c0 + j], dyr[c0 + j]);
+                                    double* s1 = a1 + c0;
+                                    double* s2 = a2 + c0;
+                                    const T* xc = xr + c0;
+                                    const double* mc = mean + c0;
+#pragma GCC ivdep
+                                    for (int64_t j = 0; j < nc; ++j) {
+                                      const double d = double(g[j]);
+                                      s1[j] += d;
+                                      s2[j] += d * (double(xc[j]) - mc[j]);
+                                    }
+                                  }
                                 }
-                              }
-                            });
+                              });
+  });
   std::copy(out, out + C, sum_dy);
   std::copy(out + C, out + len, sum_dy_xc);
 }
+template <typename T>
+void batchnorm_backward_sums_nhwc(const T* dy, const T* x, int64_t rows, int64_t C,
+                                  const double* mean, double* sum_dy, double* sum_dy_xc,
+                                  std::vector<double>& scratch, int threads = 0) {
+  batchnorm_backward_sums_nhwc<T>(dy, nullptr, Activation::Linear, x, rows, C, mean, sum_dy,
+                                  sum_dy_xc, scratch, threads);
+}
 
-// dx = a[c] * dy + b[c] * (x - mean[c]) + d[c]; with x == nullptr, dx = a[c] * dy
-// (inference mode). dx may alias dy.
+// dx = a[c] * g + b[c] * (x - mean[c]) + d[c]; with x == nullptr, dx = a[c] * g
+// (inference mode). g is dy, or dy masked by the activation the layer applied to its
+// output y (see batchnorm_backward_sums_nhwc). dx may alias dy.
+template <typename T>
+void batchnorm_backward_apply_nhwc(const T* dy, const T* y, Activation act, const T* x,
+                                   int64_t rows, int64_t C, const T* mean, const T* a, const T* b,
+                                   const T* d, T* dx, int threads = 0) {
+  const int chunks = bn_detail::bn_chunks(rows, C, threads);
+  if (!y) act = Activation::Linear;
+  bn_detail::with_activation(act, [&](auto tag) {
+    constexpr int A = decltype(tag)::value;
+    parallel_ranges(rows, chunks, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* dyr = dy + r * C;
+        const T* yr = A == int(Activation::Linear) ? dyr : y + r * C;
+        T* dxr = dx + r * C;
+        if (!x) {
+#pragma GCC ivdep
+          for (int64_t c = 0; c < C; ++c) dxr[c] = a[c] * bn_detail::masked_grad<A>(yr[c], dyr[c]);
+          continue;
+        }
+        const T* xr = x + r * C;
+#pragma GCC ivdep
+        for (int64_t c = 0; c < C; ++c)
+          dxr[c] =
+              a[c] * bn_detail::masked_grad<A>(yr[c], dyr[c]) + b[c] * (xr[c] - mean[c]) + d[c];
+      }
+    });
+  });
+}
 template <typename T>
 void batchnorm_backward_apply_nhwc(const T* dy, const T* x, int64_t rows, int64_t C, const T* mean,
                                    const T* a, const T* b, const T* d, T* dx, int threads = 0) {
-  const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  if (!x) {
-#pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* dyr = dy + r * C;
-      T* dxr = dx + r * C;
-      for (int64_t c = 0; c < C; ++c) dxr[c] = a[c] * dyr[c];
-    }
-    return;
-  }
-#pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* dyr = dy + r * C;
-    const T* xr = x + r * C;
-    T* dxr = dx + r * C;
-    for (int64_t c = 0; c < C; ++c) dxr[c] = a[c] * dyr[c] + b[c] * (xr[c] - mean[c]) + d[c];
-  }
+  batchnorm_backward_apply_nhwc<T>(dy, nullptr, Activation::Linear, x, rows, C, mean, a, b, d, dx,
+                                   threads);
 }
 
 }  // namespace kernels

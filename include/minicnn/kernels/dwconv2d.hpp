@@ -74,25 +74,6 @@ inline int plan_threads_fwd(int64_t rows, int64_t outputs) {
   return outputs < 16384 ? 1 : plan_threads(rows);
 }
 
-// Calls f(thread, thread_count) on up to nt threads; returns how many ran (OpenMP may give fewer).
-template <class F>
-inline int run_threads(int nt, F&& f) {
-#ifdef _OPENMP
-  if (nt > 1) {
-    int used = 1;
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num(), m = omp_get_num_threads();
-      if (t == 0) used = m;
-      f(t, m);
-    }
-    return used;
-  }
-#endif
-  f(0, 1);
-  return 1;
-}
-
 inline void band(int64_t total, int t, int nt, int64_t& lo, int64_t& hi) {
   lo = total * t / nt;
   hi = total * (t + 1) / nt;
@@ -220,7 +201,7 @@ void dwconv2d_nhwc_generic(const ConvGeometry& g, const T* x, const T* w,
                            dw_detail::Ptr<const T> bias, Activation act, T* y) {
   const int64_t C = g.in_c, rows = g.n * g.out_h;
   if (rows == 0 || g.out_w == 0 || C == 0) return;
-  dw_detail::run_threads(dw_detail::plan_threads(rows), [&](int t, int nt) {
+  run_threads(dw_detail::plan_threads(rows), [&](int t, int nt) {
     int64_t r0, r1;
     dw_detail::band(rows, t, nt, r0, r1);
     for (int64_t r = r0; r < r1; ++r) {
@@ -255,7 +236,7 @@ void dwconv2d_nhwc_generic_backward(const ConvGeometry& g, dw_detail::Ptr<const 
   if (C == 0 || g.n == 0) return;
   if (dx) {
     const int64_t rows = g.n * g.in_h;
-    dw_detail::run_threads(dw_detail::plan_threads(rows), [&](int t, int nt) {
+    run_threads(dw_detail::plan_threads(rows), [&](int t, int nt) {
       int64_t r0, r1;
       dw_detail::band(rows, t, nt, r0, r1);
       for (int64_t r = r0; r < r1; ++r) {
@@ -288,7 +269,7 @@ void dwconv2d_nhwc_generic_backward(const ConvGeometry& g, dw_detail::Ptr<const 
     const int nt_plan = dw_detail::plan_threads(rows);
     const int64_t pstride = dw_detail::partial_stride(nw + C);
     T* part = dw_detail::partial_buffer<T>(pstride * nt_plan);
-    const int used = dw_detail::run_threads(nt_plan, [&](int t, int nt) {
+    const int used = run_threads(nt_plan, [&](int t, int nt) {
       T* __restrict pw = part + t * pstride;
       T* __restrict pb = pw + nw;
       std::fill(pw, pw + nw + C, T(0));

@@ -9,9 +9,9 @@
 //   ld<Tail>(p, m), st<Tail>(p, v, m)   unaligned load/store; Tail: only the masked lanes
 //                          (masked-off lanes load as 0 and are not written)
 //   st_stream, stream_fence, vzero, vset, vfma (a*b+c, fused where the ISA has it),
-//   vadd, vmul, vmax, vmin (x86 semantics: the SECOND operand is returned when one is NaN,
-//   so act(v) = max(0, v) propagates NaN), transpose (kLanes x kLanes block in registers),
-//   prefetch.
+//   vadd, vsub, vmul, vdiv, vsqrt (correctly rounded, as IEEE 754 asks), vmax, vmin (x86 semantics:
+//   the SECOND operand is returned when one is NaN, so act(v) = max(0, v) propagates NaN),
+//   transpose (kLanes x kLanes block in registers), prefetch.
 // With MINICNN_ISA_DISPATCH (GCC, x86-64) the avx512 and avx2 namespaces are compiled
 // with function-level target options, so their code is emitted whatever -march says;
 // nothing here runs unless core/cpu.hpp's active_isa() selected it.
@@ -80,6 +80,15 @@ inline V vmul(V a, V b) {
   return _mm512_mul_ps(a, b);
 }
 // The maskz forms (all lanes) dodge GCC 12's false -Wmaybe-uninitialized in _mm512_max_ps.
+inline V vsub(V a, V b) {
+  return _mm512_sub_ps(a, b);
+}
+inline V vdiv(V a, V b) {
+  return _mm512_div_ps(a, b);
+}
+inline V vsqrt(V a) {  // maskz_: GCC 12's plain form warns about its undefined passthrough
+  return _mm512_maskz_sqrt_ps(static_cast<Mask>(0xFFFF), a);
+}
 inline V vmax(V a, V b) {
   return _mm512_maskz_max_ps(static_cast<Mask>(0xFFFF), a, b);
 }
@@ -178,6 +187,15 @@ inline V vadd(V a, V b) {
 }
 inline V vmul(V a, V b) {
   return _mm256_mul_ps(a, b);
+}
+inline V vsub(V a, V b) {
+  return _mm256_sub_ps(a, b);
+}
+inline V vdiv(V a, V b) {
+  return _mm256_div_ps(a, b);
+}
+inline V vsqrt(V a) {
+  return _mm256_sqrt_ps(a);
 }
 inline V vmax(V a, V b) {
   return _mm256_max_ps(a, b);
@@ -280,6 +298,26 @@ inline V vadd(V a, V b) {
 }
 inline V vmul(V a, V b) {
   return vmap(a, b, [](Part x, Part y) { return x * y; });
+}
+inline V vsub(V a, V b) {
+  return vmap(a, b, [](Part x, Part y) { return x - y; });
+}
+inline V vdiv(V a, V b) {
+  return vmap(a, b, [](Part x, Part y) { return x / y; });
+}
+// Correctly rounded, as the scalar std::sqrt (IEEE 754 requires it of both).
+inline V vsqrt(V a) {
+  V r;
+  for (int i = 0; i < kParts; ++i) {
+#if defined(__aarch64__)
+    r.p[i] = (Part)vsqrtq_f32((float32x4_t)a.p[i]);
+#elif defined(__SSE2__)
+    r.p[i] = (Part)_mm_sqrt_ps((__m128)a.p[i]);
+#else
+    for (int k = 0; k < 4; ++k) r.p[i][k] = __builtin_sqrtf(a.p[i][k]);
+#endif
+  }
+  return r;
 }
 inline V vmax(V a, V b) {
   return vmap(a, b, [](Part x, Part y) { return x > y ? x : y; });

@@ -52,7 +52,7 @@ class ReLUT : public LayerT<T> {
 
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_;
-    this->dinput_.resize(dy.shape());
+    this->input_grad_tensor(dy.shape());
     const T* y = this->output_.data();
     const T* g = dy.data();
     T* dx = this->dinput_.data();
@@ -113,7 +113,7 @@ class SoftmaxT : public LayerT<T> {
 
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_;
-    this->dinput_.resize(dy.shape());
+    this->input_grad_tensor(dy.shape());
     const int64_t C = dy.shape()[dy.rank() - 1], rows = dy.size() / C;
     for (int64_t r = 0; r < rows; ++r) {
       const T* yr = this->output_.data() + r * C;
@@ -127,7 +127,8 @@ class SoftmaxT : public LayerT<T> {
   }
   const Tensor<T>& backward_logits_impl(ConstView<T> dz, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_;
-    this->dinput_.copy_from(dz);
+    this->input_grad_tensor(dz.shape());
+    std::copy(dz.data(), dz.data() + dz.size(), this->dinput_.data());
     return this->dinput_;
   }
 };

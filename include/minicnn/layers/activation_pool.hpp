@@ -52,15 +52,25 @@ class ActivationPoolT {
     thread_local ActivationPoolT* pool = nullptr;
     return pool;
   }
+  // The pool of the training backward running on this thread, or null.
+  static ActivationPoolT*& current_gradients() {
+    thread_local ActivationPoolT* pool = nullptr;
+    return pool;
+  }
+  enum Role { activations, gradients };
   // Installs a pool for the lifetime of the scope (nests: restores the previous one).
   class Scope {
    public:
-    explicit Scope(ActivationPoolT& p) : previous_(current()) { current() = &p; }
-    ~Scope() { current() = previous_; }
+    explicit Scope(ActivationPoolT& p, Role role = activations)
+        : slot_(role == activations ? current() : current_gradients()), previous_(slot_) {
+      slot_ = &p;
+    }
+    ~Scope() { slot_ = previous_; }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 
    private:
+    ActivationPoolT*& slot_;
     ActivationPoolT* previous_;
   };
 

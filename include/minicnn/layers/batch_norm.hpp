@@ -5,6 +5,10 @@
 //   moving = moving * momentum + batch * (1 - momentum)
 // using the UNBIASED variance n/(n-1) for moving_variance (TF2's fused kernel, PyTorch).
 // Inference mode (training=false, or frozen as in today's Keras): moving statistics.
+// A BatchNormalization directly followed by a ReLU / ReLU6 in a Sequential applies that
+// activation itself (fuse_activation, set by the container): one pass over memory instead
+// of two each way, and one stored activation instead of two. The container then skips the
+// ReLU layer, which keeps its name and place in the model.
 // Parameters, in Keras' order: <name>/gamma, <name>/beta (trainable, present when
 // scale / center), <name>/moving_mean, <name>/moving_variance (state, init 0 and 1).
 #pragma once
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "../kernels/batchnorm.hpp"
+#include "activation.hpp"
 #include "layer.hpp"
 
 namespace minicnn {
@@ -55,6 +60,24 @@ class BatchNormalizationT : public LayerT<T> {
   ParameterT<T>* beta() { return beta_; }
   ParameterT<T>* moving_mean() { return moving_mean_; }
   ParameterT<T>* moving_variance() { return moving_var_; }
+
+  // Makes this layer apply `relu` (a ReLU or ReLU6 layer that follows it in a container) to
+  // its output; absorbed_next() then names it, and the container skips it. Not for other
+  // activations (false).
+  bool fuse_activation(LayerT<T>* relu) {
+    auto* r = dynamic_cast<ReLUT<T>*>(relu);
+    if (!r) return false;
+    if (std::isinf(r->max_value()))
+      activation_ = Activation::ReLU;
+    else if (r->max_value() == 6.0)
+      activation_ = Activation::ReLU6;
+    else
+      return false;
+    absorbed_ = relu;
+    return true;
+  }
+  LayerT<T>* absorbed_next() const override { return absorbed_; }
+  Activation fused_activation() const { return activation_; }
 
   // Inference-mode affine form y = x * scale + shift per channel, with
   // scale = gamma / sqrt(moving_var + eps), shift = beta - moving_mean * scale:
@@ -121,7 +144,7 @@ class BatchNormalizationT : public LayerT<T> {
       }
     }
     kernels::batchnorm_apply_nhwc(x.data(), rows, C, mean_t_.data(), scale_t_.data(),
-                                  shift_t_.data(), this->output_.data());
+                                  shift_t_.data(), this->output_.data(), activation_);
     return this->output_;
   }
 
@@ -131,12 +154,14 @@ class BatchNormalizationT : public LayerT<T> {
     const bool train = this->training_mode(this->last_training_);
     const bool param_grads = this->trainable_ && (gamma_ || beta_);
     if (!need_input_grad && !param_grads) return this->empty_;
-    if (need_input_grad) this->dinput_.resize(x.shape());
+    if (need_input_grad) this->input_grad_tensor(x.shape());
+    const T* y = activation_ == Activation::Linear ? nullptr : this->output_.data();
 
     if (train) {
       // Batch statistics from the forward: dx flows through mean and variance too.
-      kernels::batchnorm_backward_sums_nhwc(dy.data(), x.data(), rows, C, mean_.data(),
-                                            sum_dy_.data(), sum_dy_xc_.data(), scratch_);
+      kernels::batchnorm_backward_sums_nhwc(dy.data(), y, activation_, x.data(), rows, C,
+                                            mean_.data(), sum_dy_.data(), sum_dy_xc_.data(),
+                                            scratch_);
       const double m = double(rows);
       for (int64_t c = 0; c < C; ++c) {
         double inv = 1.0 / std::sqrt(var_[c] + epsilon_);
@@ -151,14 +176,15 @@ class BatchNormalizationT : public LayerT<T> {
         d_t_[c] = T(-k * sum_dy_[c] / m);
       }
       if (need_input_grad)
-        kernels::batchnorm_backward_apply_nhwc(dy.data(), x.data(), rows, C, mean_t_.data(),
-                                               a_t_.data(), b_t_.data(), d_t_.data(),
-                                               this->dinput_.data());
+        kernels::batchnorm_backward_apply_nhwc(dy.data(), y, activation_, x.data(), rows, C,
+                                               mean_t_.data(), a_t_.data(), b_t_.data(),
+                                               d_t_.data(), this->dinput_.data());
     } else {
       if (param_grads) {
         for (int64_t c = 0; c < C; ++c) moving_mean_d_[c] = double(moving_mean_->value[c]);
-        kernels::batchnorm_backward_sums_nhwc(dy.data(), x.data(), rows, C, moving_mean_d_.data(),
-                                              sum_dy_.data(), sum_dy_xc_.data(), scratch_);
+        kernels::batchnorm_backward_sums_nhwc(dy.data(), y, activation_, x.data(), rows, C,
+                                              moving_mean_d_.data(), sum_dy_.data(),
+                                              sum_dy_xc_.data(), scratch_);
         for (int64_t c = 0; c < C; ++c) {
           double inv = 1.0 / std::sqrt(double(moving_var_->value[c]) + epsilon_);
           if (gamma_) gamma_->grad[c] += T(sum_dy_xc_[c] * inv);
@@ -166,8 +192,8 @@ class BatchNormalizationT : public LayerT<T> {
         }
       }
       if (need_input_grad)  // scale_t_ holds gamma / sqrt(moving_var + eps) from the forward
-        kernels::batchnorm_backward_apply_nhwc<T>(dy.data(), nullptr, rows, C, nullptr,
-                                                  scale_t_.data(), nullptr, nullptr,
+        kernels::batchnorm_backward_apply_nhwc<T>(dy.data(), y, activation_, nullptr, rows, C,
+                                                  nullptr, scale_t_.data(), nullptr, nullptr,
                                                   this->dinput_.data());
     }
     return need_input_grad ? this->dinput_ : this->empty_;
@@ -186,6 +212,8 @@ class BatchNormalizationT : public LayerT<T> {
   ParameterT<T>* beta_ = nullptr;
   ParameterT<T>* moving_mean_ = nullptr;
   ParameterT<T>* moving_var_ = nullptr;
+  Activation activation_ = Activation::Linear;  // fused from the next layer
+  LayerT<T>* absorbed_ = nullptr;
   // Batch statistics of the last training forward (double: they feed the backward).
   std::vector<double> mean_, var_, moving_mean_d_, sum_dy_, sum_dy_xc_, scratch_;
   // Per-channel coefficients handed to the kernels.

@@ -161,7 +161,7 @@ class DepthwiseConv2DT : public LayerT<T> {
     const T* y = this->output_.data();
     const Activation a = activation_;
     const int nt = kernels::dw_detail::plan_threads(n / 65536 + 1);
-    kernels::dw_detail::run_threads(nt, [&](int t, int m) {
+    run_threads(nt, [&](int t, int m) {
       int64_t lo, hi;
       kernels::dw_detail::band(n, t, m, lo, hi);
       kernels::activate_backward(a, y + lo, dy + lo, dz + lo, hi - lo);

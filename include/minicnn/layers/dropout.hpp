@@ -65,7 +65,7 @@ class DropoutT : public LayerT<T> {
 
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_;
-    this->dinput_.resize(dy.shape());
+    this->input_grad_tensor(dy.shape());
     const int64_t n = dy.size();
     const T* g = dy.data();
     T* dx = this->dinput_.data();

@@ -26,7 +26,7 @@ class FlattenT : public LayerT<T> {
 
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_;
-    this->dinput_.resize(this->input_.shape());
+    this->input_grad_tensor(this->input_.shape());
     std::copy(dy.data(), dy.data() + dy.size(), this->dinput_.data());
     return this->dinput_;
   }

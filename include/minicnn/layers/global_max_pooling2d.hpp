@@ -45,7 +45,7 @@ class GlobalMaxPooling2DT : public LayerT<T> {
     if (!need_input_grad) return this->empty_;
     const Shape& xs = this->input_.shape();
     const int64_t n = xs[0], hw = xs[1] * xs[2], c = xs[3];
-    this->dinput_.resize(xs);
+    this->input_grad_tensor(xs);
     this->dinput_.zero();
     for (int64_t b = 0; b < n; ++b)
       for (int64_t k = 0; k < c; ++k)

@@ -254,6 +254,16 @@ class LayerT {
     for (auto* c : children()) c->release_activations(pool);
   }
 
+  // Hands the dL/dx buffer that the last backward returned back to `pool` once the caller
+  // has consumed it (a gradient pool, layers/activation_pool.hpp). Containers return a
+  // child's buffer, so they pass the call on to whoever owns it.
+  virtual void release_input_grad(ActivationPoolT<T>& pool) { pool.put(std::move(dinput_)); }
+
+  // The layer after this one in its container whose work this layer's forward and backward
+  // already do (a BatchNormalization followed by a ReLU applies it itself), or null. The
+  // container skips that layer in both passes.
+  virtual LayerT<T>* absorbed_next() const { return nullptr; }
+
   // Rows for summary(): containers expand to their children.
   virtual void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) {
     int64_t n = 0;
@@ -289,8 +299,15 @@ class LayerT {
   // dL/dx buffer for backward, sized like the last input; null when not wanted.
   T* input_grad_buffer(bool need_input_grad) {
     if (!need_input_grad) return nullptr;
-    dinput_.resize(input_.shape());
-    return dinput_.data();
+    return input_grad_tensor(input_.shape()).data();
+  }
+  // dinput_ resized to `s`, taken from the gradient pool when one is installed and the
+  // layer gave its buffer back after the previous backward.
+  Tensor<T>& input_grad_tensor(const Shape& s) {
+    if (dinput_.capacity() == 0)
+      if (auto* pool = ActivationPoolT<T>::current_gradients()) dinput_ = pool->take(s.size());
+    dinput_.resize(s);
+    return dinput_;
   }
   // dL/d(pre-activation) of a layer whose activation is fused into its output: dy itself
   // when linear, else computed from the stored output into `scratch`.

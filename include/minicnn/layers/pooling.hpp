@@ -32,7 +32,7 @@ class GlobalAveragePooling2DT : public LayerT<T> {
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_;
     const Shape& s = this->input_.shape();
-    this->dinput_.resize(s);
+    this->input_grad_tensor(s);
     kernels::global_avg_pool_nhwc_backward(dy.data(), s[0], s[1] * s[2], s[3],
                                            this->dinput_.data());
     return this->dinput_;

@@ -56,7 +56,7 @@ class ZeroPadding2DT : public LayerT<T> {
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_;
     const Shape& s = this->input_.shape();
-    this->dinput_.resize(s);
+    this->input_grad_tensor(s);
     copy_rows(dy.data(), this->dinput_.data(), s[0], s[1], s[2], s[3], /*to_padded=*/false);
     return this->dinput_;
   }
@@ -69,16 +69,17 @@ class ZeroPadding2DT : public LayerT<T> {
     const int64_t ph = h + top_ + bottom_, pw = w + left_ + right_;
     const int64_t rows = n * h, row_len = w * c;
     const bool par = rows * row_len > 65536 && !in_parallel();
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t b = r / h, i = r % h;
-      const int64_t padded = ((b * ph + i + top_) * pw + left_) * c;
-      const int64_t plain = r * row_len;
-      if (to_padded)
-        std::memcpy(dst + padded, src + plain, sizeof(T) * size_t(row_len));
-      else
-        std::memcpy(dst + plain, src + padded, sizeof(T) * size_t(row_len));
-    }
+    parallel_ranges(rows, par ? num_threads() : 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / h, i = r % h;
+        const int64_t padded = ((b * ph + i + top_) * pw + left_) * c;
+        const int64_t plain = r * row_len;
+        if (to_padded)
+          std::memcpy(dst + padded, src + plain, sizeof(T) * size_t(row_len));
+        else
+          std::memcpy(dst + plain, src + padded, sizeof(T) * size_t(row_len));
+      }
+    });
   }
 
   int64_t top_, bottom_, left_, right_;

@@ -141,14 +141,25 @@ class InvertedResidualT : public LayerT<T> {
     const Tensor<T>& dbody = body_.backward(g, need_input_grad);
     if (!need_input_grad) return this->empty_;
     if (!add_) return dbody;
-    this->dinput_.resize(dbody.shape());
+    this->input_grad_tensor(dbody.shape());
     const T* a = dbody.data();
     const T* b = g.data();
     T* dx = this->dinput_.data();
     for (int64_t i = 0, n = dbody.size(); i < n; ++i) dx[i] = a[i] + b[i];
+    if (auto* pool = ActivationPoolT<T>::current_gradients()) body_.release_input_grad(*pool);
     return this->dinput_;
   }
 
+ public:
+  // With a skip, dL/dx is the block's own sum; without, the body's.
+  void release_input_grad(ActivationPoolT<T>& pool) override {
+    if (add_)
+      LayerT<T>::release_input_grad(pool);
+    else
+      body_.release_input_grad(pool);
+  }
+
+ protected:
  private:
   int64_t block_id_, expansion_, filters_, stride_;
   std::string prefix_;

@@ -5,11 +5,18 @@
 // earlier child has trainable parameters or the caller wants dL/dx, so a frozen
 // base costs nothing in the backward pass.
 // fold_for_inference() collapses conv + BN (+ ReLU6) runs for fast inference.
+// A BatchNormalization followed by a ReLU / ReLU6 applies it itself (fused when the model
+// is built); both passes then skip the ReLU layer (LayerT::absorbed_next()).
+// During a backward, each child's dL/dx goes back to a gradient pool as soon as the child
+// before it has consumed it (layers/activation_pool.hpp): the outermost Sequential (or
+// the training graph) installs the pool, so a deep model needs a few gradient buffers, not
+// one per layer.
 // summary() prints Keras' table, expanding containers into their layers (flat, as
 // Keras prints the functional MobileNetV2).
 #pragma once
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -183,7 +190,14 @@ class SequentialT : public LayerT<T> {
   Shape build_impl(const Shape& in) override {
     Shape s = in;
     for (auto& l : layers_) s = l->build(s);
+    for (size_t i = 0; i + 1 < layers_.size(); ++i)
+      if (auto* bn = dynamic_cast<BatchNormalizationT<T>*>(layers_[i].get()))
+        bn->fuse_activation(layers_[i + 1].get());
     return s;
+  }
+  // Whether layer i is done by the layer before it (see LayerT::absorbed_next()).
+  bool absorbed(size_t i) const {
+    return i > 0 && layers_[i - 1]->absorbed_next() == layers_[i].get();
   }
 
   const Tensor<T>& forward_impl(ConstView<T> x, bool training) override {
@@ -196,10 +210,13 @@ class SequentialT : public LayerT<T> {
     ActivationPoolT<T>* pool = training ? nullptr : ActivationPoolT<T>::current();
     const Tensor<T>* y = nullptr;
     ConstView<T> cur = x;
+    LayerT<T>* previous = nullptr;
     for (size_t i = 0; i < layers_.size(); ++i) {
+      if (absorbed(i)) continue;
       y = &layers_[i]->forward(cur, training);
       cur = y->view();
-      if (pool && i > 0) layers_[i - 1]->release_activations(*pool);
+      if (pool && previous) previous->release_activations(*pool);
+      previous = layers_[i].get();
     }
     return *y;
   }
@@ -209,7 +226,8 @@ class SequentialT : public LayerT<T> {
     const size_t n = layers_.size();
     if (n == 0) {
       if (!need_input_grad) return this->empty_;
-      this->dinput_.copy_from(dy);
+      this->input_grad_tensor(dy.shape());
+      std::copy(dy.data(), dy.data() + dy.size(), this->dinput_.data());
       return this->dinput_;
     }
     // earlier_trainable_[i]: some child before i has a trainable parameter.
@@ -217,16 +235,38 @@ class SequentialT : public LayerT<T> {
     for (size_t i = 1; i < n; ++i)
       earlier_trainable_[i] =
           earlier_trainable_[i - 1] || layers_[i - 1]->has_trainable_parameters();
+    std::optional<typename ActivationPoolT<T>::Scope> scope;
+    if (!ActivationPoolT<T>::current_gradients())
+      scope.emplace(gradient_pool_, ActivationPoolT<T>::gradients);
+    ActivationPoolT<T>& pool = *ActivationPoolT<T>::current_gradients();
     ConstView<T> cur = dy;
+    LayerT<T>* producer = nullptr;  // the child whose dL/dx `cur` is
     for (size_t k = n; k-- > 0;) {
+      if (absorbed(k)) continue;
       const bool need_dx = need_input_grad || earlier_trainable_[k];
       if (!need_dx && !layers_[k]->has_trainable_parameters()) break;
       const Tensor<T>& g = layers_[k]->backward(cur, need_dx);
+      if (producer) producer->release_input_grad(pool);
       if (!need_dx) break;  // nothing earlier needs a gradient
       if (k == 0) return g;
       cur = g.view();
+      producer = layers_[k].get();
     }
     return this->empty_;
+  }
+
+ public:
+  // LayerT's version walks children(), which builds a vector: an allocation per call.
+  void release_activations(ActivationPoolT<T>& pool) override {
+    pool.put(std::move(this->output_));
+    for (auto& l : layers_) l->release_activations(pool);
+  }
+  // The dL/dx this container returned is its first child's (or its own, when empty).
+  void release_input_grad(ActivationPoolT<T>& pool) override {
+    if (layers_.empty())
+      LayerT<T>::release_input_grad(pool);
+    else
+      layers_.front()->release_input_grad(pool);
   }
 
  private:
@@ -240,6 +280,7 @@ class SequentialT : public LayerT<T> {
 
   std::vector<std::unique_ptr<LayerT<T>>> layers_;
   std::vector<bool> earlier_trainable_;
+  ActivationPoolT<T> gradient_pool_;  // used when no outer container installed one
 };
 
 using Sequential = SequentialT<float>;

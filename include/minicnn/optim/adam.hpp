@@ -5,12 +5,15 @@
 // Keras adds epsilon to sqrt(v) of the UNcorrected v and folds the bias correction into
 // the step size, so its epsilon equals torch.optim.Adam's eps * sqrt(1 - beta2^t) at step
 // t; with the same number the two differ while v is small. Default epsilon is Keras' 1e-7.
-// Slots: "<param>/m" and "<param>/v". Scalars are computed in double, elements in T.
+// Slots: "<param>/m" and "<param>/v". Scalars are computed in double, elements in T
+// (float elements through the vector kernel of kernels/optim.hpp).
 #pragma once
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "../kernels/optim.hpp"
 #include "optimizer.hpp"
 
 namespace minicnn {
@@ -50,19 +53,24 @@ class AdamT : public OptimizerT<T> {
             (1.0 - std::pow(beta_1_, td));
   }
 
-  void update(ParameterT<T>& p, std::vector<Tensor<T>>& slots, int64_t /*t*/) override {
-    T* w = p.value.data();
-    const T* g = p.grad.data();
-    T* m = slots[0].data();
-    T* v = slots[1].data();
+  void update(ParameterT<T>& p, std::vector<Tensor<T>>& slots, int64_t /*t*/, int64_t begin,
+              int64_t end) override {
+    T* w = p.value.data() + begin;
+    const T* g = p.grad.data() + begin;
+    T* m = slots[0].data() + begin;
+    T* v = slots[1].data() + begin;
     const T b1 = static_cast<T>(beta_1_), b2 = static_cast<T>(beta_2_);
     const T c1 = static_cast<T>(1.0 - beta_1_), c2 = static_cast<T>(1.0 - beta_2_);
     const T lr_t = static_cast<T>(lr_t_), eps = static_cast<T>(epsilon_);
-    const int64_t n = p.value.size();
-    for (int64_t i = 0; i < n; ++i) {
-      m[i] = b1 * m[i] + c1 * g[i];
-      v[i] = b2 * v[i] + c2 * g[i] * g[i];
-      w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
+    const int64_t n = end - begin;
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::adam_update(w, g, m, v, n, kernels::AdamCoefficients{b1, c1, b2, c2, lr_t, eps});
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        m[i] = b1 * m[i] + c1 * g[i];
+        v[i] = b2 * v[i] + c2 * g[i] * g[i];
+        w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
+      }
     }
   }
 

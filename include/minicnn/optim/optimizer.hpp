@@ -11,6 +11,7 @@
 // the tensors that state_tensors() points to, then set_iterations(). Slots are created in
 // the order parameters are first seen (model order), so state_tensors() is deterministic.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 #include "../layers/layer.hpp"
 
@@ -45,25 +47,42 @@ class OptimizerT {
   // One update of every trainable, non-state parameter from its grad; then iterations += 1.
   // Everything is validated before the first parameter changes, so a throwing step
   // leaves parameters and state as they were.
+  // The updatable parameters and their slots form one flat list, built when `params`
+  // differs from the previous call's list and reused otherwise (a training loop passes
+  // the same list every step, so a step looks nothing up and allocates nothing); the
+  // update then runs over the list's elements split evenly between the threads.
   void step(const std::vector<ParameterT<T>*>& params) {
     const int64_t t = iterations_ + 1;
-    ++serial_;
-    pending_.clear();
-    for (ParameterT<T>* p : params) {
-      if (!updatable(p)) continue;
+    bool same = params == last_params_;
+    // A parameter frozen or unfrozen since (same list, other flags) needs a new plan.
+    size_t k = 0;
+    for (size_t i = 0; same && i < params.size(); ++i)
+      if (updatable(params[i])) same = k < pending_.size() && pending_[k++].first == params[i];
+    if (!same || k != pending_.size()) plan(params);
+    for (auto& [p, s] : pending_) {
       if (p->grad.shape() != p->value.shape())
         throw ShapeError(type_ + ": parameter '" + p->name + "' has gradient of shape " +
                          p->grad.shape().str() + ", expected " + p->value.shape().str());
-      Slots& s = slots_for(*p);
-      // A name seen twice in one step would share (and double-apply) its state.
-      if (s.last_serial == serial_)
-        throw ConfigError(type_ + ": parameter name '" + p->name +
-                          "' appears twice in one step; parameter names must be unique");
-      s.last_serial = serial_;
-      pending_.emplace_back(p, &s);
+      for (auto& st : s->tensors)
+        if (st.shape() != p->value.shape())
+          throw ShapeError(type_ + ": state of parameter '" + p->name + "' has shape " +
+                           st.shape().str() + " but the parameter has shape " +
+                           p->value.shape().str());
     }
     begin_step(t);
-    for (auto& [p, s] : pending_) update(*p, s->tensors, t);
+    const int64_t total = offsets_.empty() ? 0 : offsets_.back();
+    const int nt = total >= kParallelElements && !in_parallel() ? num_threads() : 1;
+    parallel_ranges(total, nt, [&](int64_t b, int64_t e) {
+      // Parameters overlapping [b, e): offsets_[i] is where parameter i starts.
+      size_t i =
+          size_t(std::upper_bound(offsets_.begin(), offsets_.end(), b) - offsets_.begin()) - 1;
+      for (; i < pending_.size() && offsets_[i] < e; ++i) {
+        auto& [p, s] = pending_[i];
+        const int64_t lo = std::max(b, offsets_[i]) - offsets_[i];
+        const int64_t hi = std::min(e, offsets_[i + 1]) - offsets_[i];
+        if (hi > lo) update(*p, s->tensors, t, lo, hi);
+      }
+    });
     iterations_ = t;
   }
 
@@ -108,8 +127,10 @@ class OptimizerT {
   virtual std::vector<std::string> slot_names() const = 0;
   // Called once per step before any update, with the step number t (1 for the first).
   virtual void begin_step(int64_t /*t*/) {}
-  // Updates p.value from p.grad; `slots` holds one tensor per slot_names() entry.
-  virtual void update(ParameterT<T>& p, std::vector<Tensor<T>>& slots, int64_t t) = 0;
+  // Updates elements [begin, end) of p.value from p.grad; `slots` holds one tensor per
+  // slot_names() entry. Called from several threads at once on disjoint ranges.
+  virtual void update(ParameterT<T>& p, std::vector<Tensor<T>>& slots, int64_t t, int64_t begin,
+                      int64_t end) = 0;
 
  private:
   struct Slots {
@@ -118,7 +139,31 @@ class OptimizerT {
     int64_t last_serial = -1;  // the step() call that last used these slots
   };
 
+  // Below this many elements in all, waking threads costs more than the update.
+  static constexpr int64_t kParallelElements = 1 << 15;
+
   static bool updatable(const ParameterT<T>* p) { return p && p->trainable && !p->is_state; }
+
+  // Builds the flat list of (parameter, slots) and each one's first element, validating
+  // names; on error the previous list is dropped, so the next step validates again.
+  void plan(const std::vector<ParameterT<T>*>& params) {
+    last_params_.clear();
+    pending_.clear();
+    offsets_.assign(1, 0);
+    ++serial_;
+    for (ParameterT<T>* p : params) {
+      if (!updatable(p)) continue;
+      Slots& s = slots_for(*p);
+      // A name seen twice in one step would share (and double-apply) its state.
+      if (s.last_serial == serial_)
+        throw ConfigError(type_ + ": parameter name '" + p->name +
+                          "' appears twice in one step; parameter names must be unique");
+      s.last_serial = serial_;
+      pending_.emplace_back(p, &s);
+      offsets_.push_back(offsets_.back() + p->value.size());
+    }
+    last_params_ = params;
+  }
 
   Slots& slots_for(const ParameterT<T>& p) {
     auto it = index_.find(p.name);
@@ -142,8 +187,10 @@ class OptimizerT {
   std::string type_;
   double learning_rate_ = 0.0;
   int64_t iterations_ = 0;
-  int64_t serial_ = 0;  // counts step() calls, including ones that threw
-  std::vector<std::pair<ParameterT<T>*, Slots*>> pending_;  // reused: no allocation per step
+  int64_t serial_ = 0;                       // counts plan() calls, including ones that threw
+  std::vector<ParameterT<T>*> last_params_;  // the list plan() last accepted
+  std::vector<std::pair<ParameterT<T>*, Slots*>> pending_;  // the flat list
+  std::vector<int64_t> offsets_;                            // pending_[i] starts at offsets_[i]
   std::vector<std::unique_ptr<Slots>> slots_;
   std::unordered_map<std::string, size_t> index_;
 };

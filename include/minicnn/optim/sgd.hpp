@@ -39,16 +39,17 @@ class SGDT : public OptimizerT<T> {
     return {"momentum"};
   }
 
-  void update(ParameterT<T>& p, std::vector<Tensor<T>>& slots, int64_t /*t*/) override {
-    T* w = p.value.data();
-    const T* g = p.grad.data();
+  void update(ParameterT<T>& p, std::vector<Tensor<T>>& slots, int64_t /*t*/, int64_t begin,
+              int64_t end) override {
+    T* w = p.value.data() + begin;
+    const T* g = p.grad.data() + begin;
     const T lr = static_cast<T>(this->learning_rate());
-    const int64_t n = p.value.size();
+    const int64_t n = end - begin;
     if (slots.empty()) {
       for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
       return;
     }
-    T* v = slots[0].data();
+    T* v = slots[0].data() + begin;
     const T mu = static_cast<T>(momentum_);
     if (nesterov_) {
       for (int64_t i = 0; i < n; ++i) {

@@ -153,6 +153,7 @@ class TrainingGraphT {
     ConstView<T> cur = h;
     const Tensor<T>* y = nullptr;
     for (size_t i = boundary_; i < units_.size(); ++i) {
+      if (absorbed(i)) continue;
       y = &units_[i]->forward(cur, training);
       cur = y->view();
     }
@@ -164,17 +165,25 @@ class TrainingGraphT {
 
   // Backward through the rest from dL/dy of the model output, or (from_logits) from
   // dL/dlogits of a softmax head. Adds the parameter gradients.
+  // Each unit's dL/dx goes back to a gradient pool once the unit before it has used it.
   void backward(ConstView<T> grad, bool from_logits) {
+    typename ActivationPoolT<T>::Scope scope(gradient_pool_, ActivationPoolT<T>::gradients);
     ConstView<T> cur = grad;
+    LayerT<T>* producer = nullptr;  // the unit whose dL/dx `cur` is
     for (size_t k = units_.size(); k-- > boundary_;) {
+      if (absorbed(k)) continue;
       const bool need_dx = k > boundary_ && earlier_trainable_[k];
       if (!need_dx && !units_[k]->has_trainable_parameters()) break;
       const Tensor<T>& g = (from_logits && k + 1 == units_.size())
                                ? units_[k]->backward_from_logits(cur, need_dx)
                                : units_[k]->backward(cur, need_dx);
+      if (producer) producer->release_input_grad(gradient_pool_);
       if (!need_dx) break;
       cur = g.view();
+      producer = units_[k];
     }
+    // The last dL/dx (the rest's input) is not needed after the step.
+    if (producer) producer->release_input_grad(gradient_pool_);
   }
 
   void zero_grad() {
@@ -193,6 +202,10 @@ class TrainingGraphT {
   }
 
  private:
+  // Whether unit i is done by the unit before it (LayerT::absorbed_next()).
+  bool absorbed(size_t i) const {
+    return i > boundary_ && units_[i - 1]->absorbed_next() == units_[i];
+  }
   static void collect_units(LayerT<T>& l, std::vector<LayerT<T>*>& out) {
     if (auto* s = dynamic_cast<SequentialT<T>*>(&l)) {
       for (auto* c : s->layers()) collect_units(*c, out);
@@ -259,6 +272,7 @@ class TrainingGraphT {
   std::unique_ptr<SequentialT<T>> prefix_;
   int64_t prefix_bytes_per_sample_ = 0;  // alive at once per sample (see prepare())
   ActivationPoolT<T> pool_;
+  ActivationPoolT<T> gradient_pool_;
   std::vector<ParameterT<T>*> trainable_;
   std::vector<bool> earlier_trainable_;
   Tensor<T> features_, passthrough_;

@@ -96,11 +96,44 @@ class Model {
     options_ = std::move(options);
     loss_logits_ = std::make_unique<CategoricalCrossentropy>(true, options_.label_smoothing);
     loss_probs_ = std::make_unique<CategoricalCrossentropy>(false, options_.label_smoothing);
+    batch_graph_ready_ = false;
   }
   bool compiled() const { return optimizer_ != nullptr; }
   Optimizer& optimizer() {
     require_compiled("optimizer()");
     return *optimizer_;
+  }
+
+  // Keras' train_on_batch: one optimisation step on inputs x (n, sample shape...) and
+  // one-hot targets y (n, classes); returns the loss before the update. Which layers train
+  // is read at the first call after compile() (as in Keras, compile again after changing
+  // trainable). After the first call a step allocates no memory. Throws NumericError
+  // (nothing updated) when the loss is not finite.
+  double train_on_batch(ConstView<float> x, ConstView<float> y) {
+    require_compiled("train_on_batch");
+    if (x.rank() < 2 || y.rank() != 2 || x.dim(0) != y.dim(0) || x.dim(0) == 0)
+      throw ShapeError("Model.train_on_batch: x " + x.shape().str() + " and y " + y.shape().str() +
+                       " must be (n, ...) and (n, classes) with n >= 1");
+    if (!net_->built()) net_->build(x.shape().sample());
+    if (x.shape().sample() != net_->input_shape())
+      throw ShapeError("Model '" + net_->name() + "': train_on_batch got samples of shape " +
+                       x.shape().sample().batched_str() + ", the model takes " +
+                       net_->input_shape().batched_str());
+    if (Shape{y.dim(1)} != net_->output_shape())
+      throw ShapeError("Model '" + net_->name() + "': train_on_batch got targets of shape " +
+                       y.shape().str() + ", the model outputs " +
+                       net_->output_shape().batched_str());
+    if (!batch_graph_ready_) {
+      prepare_graph();
+      if (!graph_.trains())
+        throw ConfigError("train_on_batch: model '" + net_->name() +
+                          "' has no trainable parameters (every layer is frozen)");
+      batch_graph_ready_ = true;
+    }
+    double loss = 0.0;
+    if (!train_step(x, y, false, loss))
+      throw NumericError("Model.train_on_batch: the loss is not finite; nothing was updated");
+    return loss;
   }
 
   // ------------------------------------------------------------------------------ fit
@@ -193,7 +226,7 @@ class Model {
         for (auto* c : callbacks) c->on_train_batch_begin(int(step), none);
         const Batch& b = src.next();
         double loss = 0;
-        if (!train_step(b, static_cast<bool>(train_cache), loss)) {
+        if (!train_step(b.x.view(), b.y.view(), static_cast<bool>(train_cache), loss)) {
           char msg[200];
           std::snprintf(msg, sizeof msg,
                         "Epoch %d/%d, batch %lld/%lld: the loss is %s; training stopped (the "
@@ -516,14 +549,13 @@ class Model {
   }
 
   // One optimisation step; false when the loss is not finite (nothing was updated).
-  bool train_step(const Batch& b, bool cached, double& loss) {
-    const Tensor<float>& out =
-        cached ? graph_.forward_rest(b.x.view(), true) : graph_.forward(b.x.view(), true);
+  bool train_step(ConstView<float> x, ConstView<float> y, bool cached, double& loss) {
+    const Tensor<float>& out = cached ? graph_.forward_rest(x, true) : graph_.forward(x, true);
     current_output_ = &out;
     const bool logits = graph_.softmax_head();
     CategoricalCrossentropy& cce = logits ? *loss_logits_ : *loss_probs_;
     try {
-      loss = cce.forward(logits ? graph_.logits() : out.view(), b.y.view());
+      loss = cce.forward(logits ? graph_.logits() : out.view(), y);
     } catch (const NumericError&) {
       loss = std::numeric_limits<double>::quiet_NaN();
       return false;
@@ -590,6 +622,7 @@ class Model {
   CompileOptions options_;
   std::unique_ptr<CategoricalCrossentropy> loss_logits_, loss_probs_;
   TrainingGraph graph_;
+  bool batch_graph_ready_ = false;  // train_on_batch prepared the graph since compile()
   const Tensor<float>* current_output_ = nullptr;
   std::unique_ptr<FitState> fit_;
   int current_epoch_ = -1, last_completed_epoch_ = -1;
