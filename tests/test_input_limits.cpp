@@ -151,6 +151,34 @@ TEST_CASE("image limits: uncompressed formats must hold every pixel, 16-bit PNM 
                         {"TGA is truncated"});
 }
 
+TEST_CASE("image limits: PNM header numbers above the caps are refused before stb_image") {
+  // stb_image 2.27 reads them into an int without an overflow check (signed overflow, UBSan in
+  // stbi__pnm_getinteger; fuzz/regressions/fuzz_image/pnm_width_int_overflow.pgm).
+  const std::string pixels(16, '\x40');
+  mt::check_throws_with(
+      [&] {
+        decode_image_memory(as_chars("P5 " + std::string(40, '3') + " 1 255\n" + pixels), "w.pgm");
+      },
+      {"w.pgm", "PNM header has a width of 333333333333333333333333... (40 digits) at byte 3",
+       "expected at most 16777216"});
+  mt::check_throws_with(
+      [&] { decode_image_memory(as_chars("P6\n# c\n1 16777217 255\n" + pixels), "h.ppm"); },
+      {"h.ppm", "height of 16777217 at byte 9", "at most 16777216"});
+  mt::check_throws_with(
+      [&] { decode_image_memory(as_chars("P5 1 1 4294967296\n" + pixels), "m.pgm"); },
+      {"m.pgm", "maxval of 4294967296 at byte 7", "at most 65535"});
+  // At the caps the header is sound: refused by the size check, as before.
+  mt::check_throws_with(
+      [&] { decode_image_memory(as_chars("P5 16777216 1 255\n" + pixels), "cap.pgm"); },
+      {"cap.pgm", "PNM is truncated"});
+  // Leading zeros are not large numbers.
+  const Image ok = decode_image_memory(
+      as_chars("P5 0000000000000000000004 0002 255\n" + pixels.substr(0, 8)), "ok.pgm");
+  CHECK(ok.width == 4);
+  CHECK(ok.height == 2);
+  CHECK(ok.pixels[0] == 0x40);
+}
+
 TEST_CASE("image limits: a JPEG claiming far more pixels than its bytes can code is refused") {
   // A real JPEG with its frame size patched to 9000 x 9000 (81 megapixels, under the
   // 100-megapixel cap) in under a kilobyte: no JPEG codes 8x8 blocks in under a bit.

@@ -83,20 +83,29 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
   return "";
 }
 
-// stb_image 2.27 fills a Huffman table from a DHT segment without checking that its 16 code
-// counts add up to at most 256, and writes past the table's arrays when they do (found by
-// fuzz/fuzz_image.cpp). Walks a JPEG's marker segments by their lengths (skipping bytes
-// between segments that are not markers, as stb_image does), and the
-// entropy-coded data after each scan header to the next marker (stuffed FF 00, fill bytes
-// and restart markers are not markers), reading every DHT as stb_image would (tables back to
-// back while the segment's length lasts, bytes past the end of the file as 0). Empty when
-// every table is sound or the data is not a JPEG.
+// Huffman tables stb_image 2.27 mishandles (found by fuzz/fuzz_image.cpp and fuzz_mjpeg.cpp):
+//  - a DHT whose 16 code counts add up to more than 256 makes stbi__build_huffman write past
+//    its arrays;
+//  - a scan that uses a table no DHT before it defined makes stbi__jpeg_huff_decode read the
+//    table from the decoder's uninitialised (malloc'd) memory: indexes out of bounds and
+//    negative shifts. Baseline scans use the DC and AC table of each component; progressive
+//    ones the DC table in a first DC scan (Ss = 0, Ah = 0) and the AC table in AC scans.
+// Codes that over-subscribe the code space (Kraft sum above 1) are refused too: stb_image
+// refuses them itself, but only as "Corrupt JPEG".
+// Walks a JPEG's marker segments by their lengths (skipping bytes between segments that are
+// not markers, as stb_image does), and the entropy-coded data after each scan header to the
+// next marker (stuffed FF 00, fill bytes and restart markers are not markers), reading every
+// DHT as stb_image would (tables back to back while the segment's length lasts, bytes past
+// the end of the file as 0). Empty when every table is sound and defined before use, or the
+// data is not a JPEG.
 inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
   size_t pos = 0;  // stb_image takes any number of FF bytes before the D8 of the SOI marker
   while (pos < n && b[pos] == 0xFF) ++pos;
   if (pos == 0 || pos >= n || b[pos] != 0xD8) return "";
   ++pos;
   auto at = [&](size_t i) -> unsigned { return i < n ? b[i] : 0; };
+  bool defined[2][4] = {};  // [DC, AC][table id], as the DHT segments so far leave them
+  unsigned char sof = 0;    // stb_image reads the first SOF0/1/2 and fails on any other
   while (pos + 4 <= n) {
     if (b[pos] != 0xFF || b[pos + 1] == 0xFF) {  // stb_image skips junk and fill bytes
       ++pos;
@@ -112,13 +121,45 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
     if (m == 0xC4) {
       int64_t left = int64_t(len) - 2;
       for (size_t p = pos + 4; left > 0;) {
+        const unsigned tc = at(p) >> 4, th = at(p) & 15;
         unsigned codes = 0;
-        for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
+        uint64_t next = 0;  // the next free code of the current length, as stb assigns them
+        int oversubscribed = 0;
+        for (unsigned k = 1; k <= 16; ++k) {
+          codes += at(p + k);
+          next += at(p + k);
+          if (!oversubscribed && next > (uint64_t(1) << k)) oversubscribed = int(k);
+          next <<= 1;
+        }
         if (codes > 256)
           return "JPEG has a Huffman table of " + std::to_string(codes) + " codes at byte " +
                  std::to_string(p) + " (at most 256 are possible)";
+        if (oversubscribed)
+          return "JPEG has a Huffman table at byte " + std::to_string(p) +
+                 " whose code lengths over-subscribe the code space (more codes of up to " +
+                 std::to_string(oversubscribed) + " bits than " + std::to_string(oversubscribed) +
+                 " bits can tell apart; the table is corrupt)";
+        if (tc <= 1 && th <= 3) defined[tc][th] = true;  // stb_image fails on other ids
         p += 17 + codes;
         left -= 17 + int64_t(codes);
+      }
+    }
+    if (sof == 0 && (m == 0xC0 || m == 0xC1 || m == 0xC2)) sof = m;
+    if (m == 0xDA && sof != 0) {
+      const unsigned count = std::min(at(pos + 4), 4u);
+      const unsigned ss = at(pos + 5 + 2 * count), ah = at(pos + 7 + 2 * count) >> 4;
+      const bool progressive = sof == 0xC2;
+      const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss != 0;
+      for (unsigned i = 0; i < count; ++i) {
+        const unsigned sel = at(pos + 6 + 2 * i), td = sel >> 4, ta = sel & 15;
+        const bool no_dc = dc && td <= 3 && !defined[0][td],
+                   no_ac = ac && ta <= 3 && !defined[1][ta];
+        if (no_dc || no_ac)
+          return "JPEG scan at byte " + std::to_string(pos) + " uses " +
+                 (no_dc ? "DC Huffman table " + std::to_string(td)
+                        : "AC Huffman table " + std::to_string(ta)) +
+                 ", which no DHT segment before it defines (a Motion-JPEG frame without "
+                 "its tables?)";
       }
     }
     pos += 2 + len;
@@ -150,10 +191,26 @@ inline std::string png_chunk_problem(const unsigned char* b, size_t n) {
   return "";
 }
 
-// Where the pixel data of a binary PNM (P5/P6) starts: after the magic, width, height and
-// maxval (whitespace and # comments between them) and the one whitespace byte that ends the
-// maxval, as stb_image reads it; 0 when the header is malformed or cut off.
-inline size_t pnm_data_offset(const unsigned char* b, size_t n) {
+// The header of a binary PNM (P5/P6): magic, width, height and maxval with whitespace and
+// # comments between them, then one whitespace byte before the pixels. stb_image 2.27 reads
+// the numbers into an int without an overflow check (signed overflow, undefined behaviour,
+// found by fuzz/fuzz_image.cpp), so every stbi_* call must come after pnm_header has refused
+// numbers above the caps. `data_offset` is 0 when the header is malformed or cut off;
+// `problem` is empty unless a number is too large.
+struct PnmHeader {
+  int64_t width = 0, height = 0, maxval = 0;
+  size_t data_offset = 0;
+  std::string problem;
+};
+// stb_image refuses larger sizes and maxvals itself, once it has read them.
+inline constexpr int64_t kMaxPnmSide = int64_t(1) << 24, kMaxPnmMaxval = 65535;
+
+inline PnmHeader pnm_header(const unsigned char* b, size_t n) {
+  PnmHeader h;
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return h;
+  static const char* names[3] = {"width", "height", "maxval"};
+  const int64_t caps[3] = {kMaxPnmSide, kMaxPnmSide, kMaxPnmMaxval};
+  int64_t* values[3] = {&h.width, &h.height, &h.maxval};
   size_t pos = 2;
   for (int field = 0; field < 3; ++field) {
     for (;;) {
@@ -164,10 +221,33 @@ inline size_t pnm_data_offset(const unsigned char* b, size_t n) {
       }
       break;
     }
-    if (pos >= n || b[pos] < '0' || b[pos] > '9') return 0;
-    while (pos < n && b[pos] >= '0' && b[pos] <= '9') ++pos;
+    if (pos >= n || b[pos] < '0' || b[pos] > '9') return h;
+    const size_t start = pos;
+    int64_t v = 0;  // saturates above the cap: the digits may go on for ever
+    for (; pos < n && b[pos] >= '0' && b[pos] <= '9'; ++pos)
+      v = std::min<int64_t>(v * 10 + (b[pos] - '0'), caps[field] + 1);
+    *values[field] = v;
+    if (v > caps[field]) {
+      const size_t digits = pos - start, shown = std::min<size_t>(digits, 24);
+      h.problem = "PNM header has a " + std::string(names[field]) + " of " +
+                  std::string(reinterpret_cast<const char*>(b + start), shown) +
+                  (shown < digits ? "... (" + std::to_string(digits) + " digits)" : "") +
+                  " at byte " + std::to_string(start) + ", expected at most " +
+                  std::to_string(caps[field]);
+      return h;
+    }
   }
-  return pos < n ? pos + 1 : 0;
+  h.data_offset = pos < n ? pos + 1 : 0;
+  return h;
+}
+
+// Every check that must run before stb_image sees the bytes at all (stbi_info included):
+// inputs on which stb_image 2.27 itself misbehaves. Empty when there is none.
+inline std::string stb_input_problem(const unsigned char* b, size_t n) {
+  std::string p = jpeg_huffman_problem(b, n);
+  if (p.empty()) p = png_chunk_problem(b, n);
+  if (p.empty()) p = pnm_header(b, n).problem;
+  return p;
 }
 
 // Most pixels a file of each format can hold per byte of file (the best compression the
@@ -197,7 +277,7 @@ inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, 
                                 bool is16) {
   const int64_t pixels = int64_t(w) * h;
   if (n >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) {
-    const size_t off = pnm_data_offset(b, n);
+    const size_t off = pnm_header(b, n).data_offset;
     const int64_t need = int64_t(off) + pixels * comp * (is16 ? 2 : 1);
     if (off == 0 || static_cast<int64_t>(n) < need)
       return "PNM is truncated: a " + std::to_string(w) + "x" + std::to_string(h) +
@@ -234,8 +314,7 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
   auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   int len = static_cast<int>(bytes.size());
   const std::string cut = image_detail::truncation_problem(buf, bytes.size());
-  std::string early = image_detail::jpeg_huffman_problem(buf, bytes.size());
-  if (early.empty()) early = image_detail::png_chunk_problem(buf, bytes.size());
+  const std::string early = image_detail::stb_input_problem(buf, bytes.size());
   if (!early.empty()) throw FormatError("image " + where + ": " + early);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(buf, len, &w, &h, &comp)) {
