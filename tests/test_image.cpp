@@ -61,6 +61,19 @@ std::string tiny_jpeg(bool progressive, unsigned char scan_tables = 0x00, bool w
   }
   return j + "\xff\xd9";
 }
+
+// A 2x1 RGBA PSD (8 bits, raw or PackBits planes) with the given pixels, each {r, g, b, a}.
+std::string tiny_psd(const unsigned char (&px)[2][4], bool packbits) {
+  std::string f("8BPS\0\1\0\0\0\0\0\0\0\4\0\0\0\1\0\0\0\2\0\x08\0\3", 26);
+  f += std::string(12, '\0');  // no mode data, image resources or reserved data
+  f += packbits ? std::string("\0\1", 2) + std::string("\0\3\0\3\0\3\0\3", 8)  // row lengths
+                : std::string("\0\0", 2);
+  for (int c = 0; c < 4; ++c) {
+    if (packbits) f += '\1';  // a literal run of 2
+    f += std::string{char(px[0][c]), char(px[1][c])};
+  }
+  return f;
+}
 }  // namespace
 
 TEST_CASE("decode a small BMP and resize keeps flat colours") {
@@ -168,6 +181,27 @@ TEST_CASE("a JPEG scan using a Huffman table no DHT defined is refused before st
   over[2 + 69 + 13 + 5] = 3;
   mt::check_throws_with([&] { decode_image_memory(bytes(over), "'over.jpg'"); },
                         {"'over.jpg'", "Huffman table at byte 88", "over-subscribe"});
+}
+
+TEST_CASE("a PSD whose alpha pixels are not matted on white is refused before stb_image") {
+  // stb_image 2.27 un-mattes 4-channel PSDs in float and converts a negative result to
+  // unsigned char (UBSan float-cast-overflow; fuzz/regressions/fuzz_image/psd_matte_*).
+  auto bytes = [](const std::string& s) { return std::vector<char>(s.begin(), s.end()); };
+  for (bool packbits : {false, true}) {
+    CAPTURE(packbits);
+    // Matted on white: 200 at alpha 128 was 145 on black; 155 at alpha 100 is the edge (0).
+    const unsigned char ok[2][4] = {{200, 200, 255, 128}, {155, 155, 155, 100}};
+    const Image img = decode_image_memory(bytes(tiny_psd(ok, packbits)), "'ok.psd'");
+    REQUIRE(img.width == 2);
+    CHECK(int(img.pixels[0]) == 145);
+    CHECK(int(img.pixels[2]) >= 254);  // 255 up to float rounding
+    CHECK(int(img.pixels[3]) <= 1);
+    const unsigned char dark[2][4] = {{200, 200, 255, 128}, {155, 154, 155, 100}};
+    mt::check_throws_with(
+        [&] { decode_image_memory(bytes(tiny_psd(dark, packbits)), "'dark.psd'"); },
+        {"'dark.psd'", "PSD pixel 1,0 has alpha 100 and a colour value of 154",
+         "at least about 155"});
+  }
 }
 
 TEST_CASE("preprocessing modes") {

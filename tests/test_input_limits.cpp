@@ -198,6 +198,31 @@ TEST_CASE("image limits: a JPEG claiming far more pixels than its bytes can code
   CHECK(decode_image(mt::fixtures_dir() + "/images/gradient.jpg").width > 0);
 }
 
+TEST_CASE("image limits: FF fill bytes before a JPEG's SOI do not get it past the JPEG checks") {
+  // stb_image skips any number of FF bytes before the SOI; the checks took such a file for
+  // another format (fuzz/regressions/fuzz_mjpeg/jpeg_fill_bytes_bypass_pixel_cap: a 2.9 kB
+  // frame decoding 50240x255 pixels under the general cap of 16384 pixels per byte).
+  const std::vector<char> jpg = read_file_bytes(mt::fixtures_dir() + "/images/gradient.jpg");
+  std::vector<char> filled(3, '\xff');
+  filled.insert(filled.end(), jpg.begin(), jpg.end());
+  CHECK(decode_image_memory(filled, "filled.jpg").width == 40);
+  // 4000 x 1000 pixels in under 900 bytes: above 1024 pixels per byte, under 16384.
+  std::vector<char> big = filled;
+  bool patched = false;
+  for (size_t i = 4; i + 9 < big.size() && !patched; ++i)
+    if (uint8_t(big[i]) == 0xFF && (uint8_t(big[i + 1]) == 0xC0 || uint8_t(big[i + 1]) == 0xC2)) {
+      big[i + 5] = char(1000 >> 8), big[i + 6] = char(1000 & 0xff);
+      big[i + 7] = char(4000 >> 8), big[i + 8] = char(4000 & 0xff);
+      patched = true;
+    }
+  REQUIRE(patched);
+  mt::check_throws_with([&] { decode_image_memory(big, "big.jpg"); },
+                        {"big.jpg", "4000x1000", "more than the format can compress"});
+  // Cut off: the end-of-image marker is missing.
+  std::vector<char> cut(filled.begin(), filled.end() - 40);
+  mt::check_throws_with([&] { decode_image_memory(cut, "cut.jpg"); }, {"cut.jpg", "truncated"});
+}
+
 TEST_CASE("image limits: every fuzz_image regression input is a FormatError, never a crash") {
   namespace fs = std::filesystem;
   const std::string dir = mt::source_dir() + "/fuzz/regressions/fuzz_image";

@@ -33,6 +33,16 @@ inline uint32_t le32(const unsigned char* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
+// Where a JPEG's start-of-image marker ends, as stb_image finds it: any number of FF bytes,
+// then D8. 0 when the data does not start so. The checks below must see such fill bytes as a
+// JPEG: fuzz_mjpeg's frames led by them got past the JPEG pixel cap (a 2.9 kB file decoding
+// 50240x255 pixels, over 20 s under ASan).
+inline size_t jpeg_soi_end(const unsigned char* b, size_t n) {
+  size_t pos = 0;
+  while (pos < n && b[pos] == 0xFF) ++pos;
+  return pos > 0 && pos < n && b[pos] == 0xD8 ? pos + 1 : 0;
+}
+
 // stb_image decodes a truncated BMP or JPEG without complaint (missing pixels come out
 // black or grey), so a cut-off download would silently train on garbage. PIL refuses
 // both ("image file is truncated"); so do we. Empty when complete or not BMP/JPEG.
@@ -59,11 +69,11 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
     }
     return "";
   }
-  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) {
+  if (const size_t soi = jpeg_soi_end(b, n); soi != 0 && soi < n && b[soi] == 0xFF) {
     // Walk the marker segments to the first start-of-scan (an EXIF thumbnail, a whole JPEG
     // of its own, sits inside an APP1 segment and is skipped), then look for end-of-image:
     // entropy-coded data never contains FF D9 (FF is stuffed as FF 00).
-    size_t pos = 2;
+    size_t pos = soi;
     while (pos + 4 <= n) {
       if (b[pos] != 0xFF) return "";  // not a marker: leave the verdict to the decoder
       const unsigned char m = b[pos + 1];
@@ -99,10 +109,8 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
 // the end of the file as 0). Empty when every table is sound and defined before use, or the
 // data is not a JPEG.
 inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
-  size_t pos = 0;  // stb_image takes any number of FF bytes before the D8 of the SOI marker
-  while (pos < n && b[pos] == 0xFF) ++pos;
-  if (pos == 0 || pos >= n || b[pos] != 0xD8) return "";
-  ++pos;
+  size_t pos = jpeg_soi_end(b, n);
+  if (pos == 0) return "";
   auto at = [&](size_t i) -> unsigned { return i < n ? b[i] : 0; };
   bool defined[2][4] = {};  // [DC, AC][table id], as the DHT segments so far leave them
   unsigned char sof = 0;    // stb_image reads the first SOF0/1/2 and fails on any other
@@ -284,7 +292,7 @@ inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, 
              " image needs " + std::to_string(need) + " bytes, the file has " + std::to_string(n);
     return "";
   }
-  const bool jpeg = n >= 2 && b[0] == 0xFF && b[1] == 0xD8;
+  const bool jpeg = jpeg_soi_end(b, n) != 0;
   // TGA has no magic; stb_image recognises it by its header, types 1-3 are uncompressed.
   if (!jpeg && n >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1 &&
       (b[2] == 1) == (b[1] == 1)) {
@@ -303,6 +311,94 @@ inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, 
            std::to_string(n) +
            " bytes, more than the format can compress into that size "
            "(the file is corrupt or crafted)";
+  return "";
+}
+
+// stb_image 2.27 un-mattes a PSD with an alpha channel (4 channels or more), taking its
+// composite image to be matted against white: a colour value c with alpha a (1..254) becomes
+// 255 + (c - 255) * 255 / a, in float, converted to unsigned char. Where c is below about
+// 255 - a that is -1 or less, and the conversion is undefined behaviour (UBSan, found by
+// fuzz/fuzz_image.cpp). Photoshop's composites, matted on white, never come below; this
+// refuses a pixel that would go under -0.5 (float rounding in stb_image stays far from that).
+// Reads channels 0-3 as stb_image does: raw planes of 8 or 16 bits (the high byte counts), or
+// PackBits planes after a table of row lengths, bytes past the end of the file as 0. Empty
+// when the data is not such a PSD, is one stb_image refuses anyway, or is sound. Run it after
+// the size checks: it walks every pixel.
+inline std::string psd_matte_problem(const unsigned char* b, size_t n) {
+  if (n < 26 || std::memcmp(b, "8BPS", 4) != 0) return "";
+  auto at = [&](uint64_t i) -> unsigned { return i < n ? b[i] : 0; };
+  auto be = [&](uint64_t i, int bytes) {
+    uint64_t v = 0;
+    for (int k = 0; k < bytes; ++k) v = v << 8 | at(i + k);
+    return v;
+  };
+  const uint64_t channels = be(12, 2), height = be(14, 4), width = be(18, 4), depth = be(22, 2);
+  if (be(4, 2) != 1 || channels < 4 || channels > 16 || be(24, 2) != 3 ||
+      (depth != 8 && depth != 16) || height < 1 || width < 1 ||
+      height * width > uint64_t(kMaxImagePixels))
+    return "";
+  const uint64_t pixels = height * width;
+  uint64_t pos = 26;
+  for (int block = 0; block < 3; ++block) {  // mode data, image resources, reserved data
+    const uint64_t len = be(pos, 4);
+    pos = len >= (uint64_t(1) << 31) ? n : pos + 4 + len;  // stb_image reads it as an int
+  }
+  const uint64_t compression = be(pos, 2);
+  if (compression > 1) return "";
+  pos += 2;
+  // One cursor per channel: a raw plane, or a PackBits plane (a literal run or a repeat).
+  struct Cursor {
+    uint64_t pos = 0, left = 0;
+    bool literal = false;
+    unsigned value = 0;
+  } cur[4];
+  auto next_run = [&](Cursor& k) {  // stb_image's PackBits: 128 is a no-op
+    for (;;) {
+      const unsigned len = at(k.pos++);
+      if (len == 128) continue;
+      k.literal = len < 128;
+      k.left = k.literal ? len + 1 : 257 - len;
+      if (!k.literal) k.value = at(k.pos++);
+      return;
+    }
+  };
+  const uint64_t step = compression ? 1 : depth / 8;
+  if (compression) {
+    pos += height * channels * 2;  // the row lengths, which stb_image skips
+    for (int c = 0; c < 4; ++c) {  // where each plane starts; a run too long fails stb_image
+      cur[c].pos = pos;
+      for (uint64_t count = 0; count < pixels;) {
+        Cursor k;
+        k.pos = pos;
+        next_run(k);
+        if (k.left > pixels - count) return "";
+        count += k.left;
+        pos = k.pos + (k.literal ? k.left : 0);
+      }
+    }
+  } else {
+    for (int c = 0; c < 4; ++c) cur[c].pos = pos + c * pixels * step;
+  }
+  for (uint64_t i = 0; i < pixels; ++i) {
+    unsigned v[4];
+    for (int c = 0; c < 4; ++c) {
+      Cursor& k = cur[c];
+      if (!compression) {
+        v[c] = at(k.pos + i * step);
+        continue;
+      }
+      if (k.left == 0) next_run(k);
+      --k.left;
+      v[c] = k.literal ? at(k.pos++) : k.value;
+    }
+    if (v[3] == 0 || v[3] == 255) continue;
+    for (int c = 0; c < 3; ++c)
+      if (510 * (255 - v[c]) > 511 * v[3])
+        return "PSD pixel " + std::to_string(i % width) + "," + std::to_string(i / width) +
+               " has alpha " + std::to_string(v[3]) + " and a colour value of " +
+               std::to_string(v[c]) + ", expected at least about " + std::to_string(255 - v[3]) +
+               " in a composite matted on white, as stb_image takes it (the file is corrupt)";
+  }
   return "";
 }
 }  // namespace image_detail
@@ -338,6 +434,8 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
                       ": 16-bit PNM (maxval above 255) is not supported; convert it to 8 bits");
   const std::string big = image_detail::size_problem(buf, bytes.size(), w, h, comp, is16);
   if (!big.empty()) throw FormatError("image " + where + ": " + big);
+  const std::string matte = image_detail::psd_matte_problem(buf, bytes.size());
+  if (!matte.empty()) throw FormatError("image " + where + ": " + matte);
   int ch = 0;
   stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);
   if (!data)
