@@ -242,6 +242,12 @@ TEST_CASE("image limits: a PNG chunk longer than the file and a 257-code Huffman
   png += std::string("\x73\0\0\x0bIDAT", 8) + std::string(20, 'x');
   mt::check_throws_with([&] { decode_image_memory(as_chars(png), "big.png"); },
                         {"big.png", "chunk at byte 33", "1929379851"});
+  // An empty IDAT first: stb_image 2.27 would memcpy 0 bytes to a null pointer
+  // (fuzz/regressions/fuzz_mjpeg/png_empty_first_idat).
+  std::string empty_idat = png.substr(0, 33) + std::string("\0\0\0\0IDAT\0\0\0\0", 12);
+  mt::check_throws_with(
+      [&] { decode_image_memory(as_chars(empty_idat + "\0\0\0\0IEND\xae\x42\x60\x82"), "e.png"); },
+      {"e.png", "empty IDAT chunk at byte 33 before any image data"});
   // A JPEG whose DHT counts add up to 16 * 20 = 320 codes.
   std::string jpg("\xff\xd8\xff\xc4\x00\x13\x00", 7);
   jpg += std::string(16, '\x14') + std::string("\xff\xd9", 2);

@@ -181,11 +181,14 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
 
 // Every PNG chunk must fit in the file. stb_image sizes its buffers from a chunk's length
 // field before reading the chunk, so a 69-byte PNG declaring a 1.9 GB IDAT had it allocate
-// gigabytes (found by fuzz/fuzz_mjpeg.cpp, 19 s per file under ASan). Empty when the chunks
-// fit or the data is not a PNG.
+// gigabytes (found by fuzz/fuzz_mjpeg.cpp, 19 s per file under ASan). An empty IDAT before
+// any image data has stb_image copy 0 bytes to its buffer while it is still a null pointer
+// (memcpy(NULL, ...), undefined behaviour, found by fuzz_mjpeg), so that is refused too.
+// Empty when the chunks fit or the data is not a PNG.
 inline std::string png_chunk_problem(const unsigned char* b, size_t n) {
   static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (n < 8 || std::memcmp(b, sig, 8) != 0) return "";
+  bool image_data = false;  // an IDAT chunk with data has come
   for (size_t pos = 8; pos + 8 <= n;) {
     const uint64_t len = uint64_t(b[pos]) << 24 | uint64_t(b[pos + 1]) << 16 |
                          uint64_t(b[pos + 2]) << 8 | b[pos + 3];
@@ -194,6 +197,13 @@ inline std::string png_chunk_problem(const unsigned char* b, size_t n) {
              " declares " + std::to_string(len) + " bytes, the file has " +
              std::to_string(n - pos) + " left";
     if (std::memcmp(b + pos + 4, "IEND", 4) == 0) return "";
+    if (std::memcmp(b + pos + 4, "IDAT", 4) == 0) {
+      if (len == 0 && !image_data)
+        return "PNG has an empty IDAT chunk at byte " + std::to_string(pos) +
+               " before any image data (expected the first IDAT to hold some; stb_image "
+               "cannot read it so)";
+      image_data = image_data || len > 0;
+    }
     pos += 12 + len;
   }
   return "";
