@@ -203,8 +203,8 @@ TEST_CASE("image limits: FF fill bytes before a JPEG's SOI do not get it past th
   // another format (fuzz/regressions/fuzz_mjpeg/jpeg_fill_bytes_bypass_pixel_cap: a 2.9 kB
   // frame decoding 50240x255 pixels under the general cap of 16384 pixels per byte).
   const std::vector<char> jpg = read_file_bytes(mt::fixtures_dir() + "/images/gradient.jpg");
-  std::vector<char> filled(3, '\xff');
-  filled.insert(filled.end(), jpg.begin(), jpg.end());
+  std::vector<char> filled = jpg;
+  filled.insert(filled.begin(), 3, '\xff');
   CHECK(decode_image_memory(filled, "filled.jpg").width == 40);
   // 4000 x 1000 pixels in under 900 bytes: above 1024 pixels per byte, under 16384.
   std::vector<char> big = filled;
@@ -244,10 +244,10 @@ TEST_CASE("image limits: a PNG chunk longer than the file and a 257-code Huffman
                         {"big.png", "chunk at byte 33", "1929379851"});
   // An empty IDAT first: stb_image 2.27 would memcpy 0 bytes to a null pointer
   // (fuzz/regressions/fuzz_mjpeg/png_empty_first_idat).
-  std::string empty_idat = png.substr(0, 33) + std::string("\0\0\0\0IDAT\0\0\0\0", 12);
-  mt::check_throws_with(
-      [&] { decode_image_memory(as_chars(empty_idat + "\0\0\0\0IEND\xae\x42\x60\x82"), "e.png"); },
-      {"e.png", "empty IDAT chunk at byte 33 before any image data"});
+  const std::string empty_idat = png.substr(0, 33) + std::string("\0\0\0\0IDAT\0\0\0\0", 12) +
+                                 std::string("\0\0\0\0IEND\xae\x42\x60\x82", 12);
+  mt::check_throws_with([&] { decode_image_memory(as_chars(empty_idat), "e.png"); },
+                        {"e.png", "empty IDAT chunk at byte 33 before any image data"});
   // A JPEG whose DHT counts add up to 16 * 20 = 320 codes.
   std::string jpg("\xff\xd8\xff\xc4\x00\x13\x00", 7);
   jpg += std::string(16, '\x14') + std::string("\xff\xd9", 2);
