@@ -34,13 +34,15 @@ const char* kPhotos[] = {"cat.bmp",           "cat_720p.jpg",  "resized_cat.bmp"
 // table 0 with a single 1-bit code each (DC difference 0, end of block), so every block
 // decodes to 128. Baseline: one scan of both tables. Progressive: a first DC scan, then the
 // AC table and an AC scan (1-63) of tables 0, as libjpeg orders them. `scan_tables` is the
-// first scan's selector byte (DC table << 4 | AC table); `with_ac` false leaves the AC table out.
-std::string tiny_jpeg(bool progressive, unsigned char scan_tables = 0x00, bool with_ac = true) {
+// first scan's selector byte (DC table << 4 | AC table); `with_ac` false leaves the AC table out,
+// `with_dqt` false the quantisation table.
+std::string tiny_jpeg(bool progressive, unsigned char scan_tables = 0x00, bool with_ac = true,
+                      bool with_dqt = true) {
   const std::string one_code("\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 17);  // counts, symbol 0
   const std::string dc = std::string("\xff\xc4\x00\x14\x00", 5) + one_code;
   const std::string ac = std::string("\xff\xc4\x00\x14\x10", 5) + one_code;
-  std::string j("\xff\xd8\xff\xdb\x00\x43\x00", 7);
-  j += std::string(64, '\x01');
+  std::string j("\xff\xd8", 2);
+  if (with_dqt) j += std::string("\xff\xdb\x00\x43\x00", 5) + std::string(64, '\x01');
   j += std::string(progressive ? "\xff\xc2" : "\xff\xc0", 2);
   j += std::string("\x00\x0b\x08\x00\x08\x00\x08\x01\x01\x11\x00", 11);
   j += dc;
@@ -157,7 +159,8 @@ TEST_CASE("a truncated JPEG is an error, a complete one with trailing bytes is n
   }
 }
 
-TEST_CASE("a JPEG scan using a Huffman table no DHT defined is refused before stb_image") {
+TEST_CASE(
+    "a JPEG using a Huffman or quantisation table it never defines is refused before stb_image") {
   // stb_image 2.27 would read such a table from uninitialised memory (UBSan: index 18 out of
   // bounds, negative shift in stbi__jpeg_huff_decode; fuzz/regressions/fuzz_mjpeg).
   auto bytes = [](const std::string& s) { return std::vector<char>(s.begin(), s.end()); };
@@ -173,6 +176,11 @@ TEST_CASE("a JPEG scan using a Huffman table no DHT defined is refused before st
     mt::check_throws_with(
         [&] { decode_image_memory(bytes(tiny_jpeg(progressive, 0x10)), "'dc1.jpg'"); },
         {"'dc1.jpg'", "uses DC Huffman table 1", progressive ? "byte 106" : "byte 128"});
+    // No DQT: stb_image would dequantise with uninitialised memory, and dc * dequant[0]
+    // overflows int (fuzz/regressions/fuzz_image/jpeg_undefined_quant_table_dc_overflow.jpg).
+    mt::check_throws_with(
+        [&] { decode_image_memory(bytes(tiny_jpeg(progressive, 0x00, true, false)), "'noq.jpg'"); },
+        {"'noq.jpg'", "component 1 uses quantisation table 0, which no DQT segment"});
   }
   // A progressive DC scan does not use its AC selector: table 3 is never defined, no error.
   CHECK(decode_image_memory(bytes(tiny_jpeg(true, 0x03)), "'p.jpg'").width == 8);

@@ -93,9 +93,12 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
   return "";
 }
 
-// Huffman tables stb_image 2.27 mishandles (found by fuzz/fuzz_image.cpp and fuzz_mjpeg.cpp):
+// JPEG tables stb_image 2.27 mishandles (found by fuzz/fuzz_image.cpp and fuzz_mjpeg.cpp):
 //  - a DHT whose 16 code counts add up to more than 256 makes stbi__build_huffman write past
 //    its arrays;
+//  - a component whose quantisation table no DQT defined (before its scan; in a progressive
+//    JPEG, before the end) is dequantised with uninitialised values, and dc * dequant[0]
+//    overflows int (UBSan in stbi__jpeg_decode_block, found by both harnesses);
 //  - a scan that uses a table no DHT before it defined makes stbi__jpeg_huff_decode read the
 //    table from the decoder's uninitialised (malloc'd) memory: indexes out of bounds and
 //    negative shifts. Baseline scans use the DC and AC table of each component; progressive
@@ -113,14 +116,29 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
   if (pos == 0) return "";
   auto at = [&](size_t i) -> unsigned { return i < n ? b[i] : 0; };
   bool defined[2][4] = {};  // [DC, AC][table id], as the DHT segments so far leave them
+  bool quant[4] = {};       // quantisation tables the DQT segments so far define
   unsigned char sof = 0;    // stb_image reads the first SOF0/1/2 and fails on any other
+  unsigned comps = 0, comp_id[4] = {}, comp_tq[4] = {};  // the frame's components
+  // The first component whose quantisation table is undefined, or -1.
+  auto undefined_quant = [&](unsigned id_or_all, bool all) -> int {
+    for (unsigned c = 0; c < comps; ++c)
+      if ((all || comp_id[c] == id_or_all) && comp_tq[c] <= 3 && !quant[comp_tq[c]]) return int(c);
+    return -1;
+  };
+  auto quant_problem = [&](int c, const std::string& when) {
+    return "JPEG component " + std::to_string(comp_id[c]) + " uses quantisation table " +
+           std::to_string(comp_tq[c]) + ", which no DQT segment " + when + " defines";
+  };
   while (pos + 4 <= n) {
     if (b[pos] != 0xFF || b[pos + 1] == 0xFF) {  // stb_image skips junk and fill bytes
       ++pos;
       continue;
     }
     const unsigned char m = b[pos + 1];
-    if (m == 0xD9) return "";
+    if (m == 0xD9) {  // a progressive JPEG is dequantised at its end
+      const int c = sof == 0xC2 ? undefined_quant(0, true) : -1;
+      return c < 0 ? "" : quant_problem(c, "in the file");
+    }
     if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) {
       pos += 2;
       continue;
@@ -152,13 +170,28 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
         left -= 17 + int64_t(codes);
       }
     }
-    if (sof == 0 && (m == 0xC0 || m == 0xC1 || m == 0xC2)) sof = m;
+    if (m == 0xDB)  // DQT: tables back to back, 8- or 16-bit values
+      for (size_t p = pos + 4, end = pos + 2 + len; p < end;) {
+        const unsigned pq = at(p) >> 4, tq = at(p) & 15;
+        if (pq > 1 || tq > 3) break;  // stb_image fails on these
+        quant[tq] = true;
+        p += 1 + 64 * (pq + 1);
+      }
+    if (sof == 0 && (m == 0xC0 || m == 0xC1 || m == 0xC2)) {
+      sof = m;
+      comps = std::min(at(pos + 9), 4u);
+      for (unsigned c = 0; c < comps; ++c)
+        comp_id[c] = at(pos + 10 + 3 * c), comp_tq[c] = at(pos + 12 + 3 * c);
+    }
     if (m == 0xDA && sof != 0) {
       const unsigned count = std::min(at(pos + 4), 4u);
       const unsigned ss = at(pos + 5 + 2 * count), ah = at(pos + 7 + 2 * count) >> 4;
       const bool progressive = sof == 0xC2;
       const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss != 0;
       for (unsigned i = 0; i < count; ++i) {
+        // Uninitialised quantisation values reach dc * dequant[0], which overflows int.
+        const int uq = progressive ? -1 : undefined_quant(at(pos + 5 + 2 * i), false);
+        if (uq >= 0) return quant_problem(uq, "before its scan at byte " + std::to_string(pos));
         const unsigned sel = at(pos + 6 + 2 * i), td = sel >> 4, ta = sel & 15;
         const bool no_dc = dc && td <= 3 && !defined[0][td],
                    no_ac = ac && ta <= 3 && !defined[1][ta];
@@ -176,7 +209,10 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
                               !(b[pos + 1] >= 0xD0 && b[pos + 1] <= 0xD7)))
         ++pos;
   }
-  return "";
+  // The data ended (an EOI in its last 3 bytes is not walked): a progressive JPEG is
+  // dequantised at its end.
+  const int c = sof == 0xC2 ? undefined_quant(0, true) : -1;
+  return c < 0 ? "" : quant_problem(c, "in the file");
 }
 
 // Every PNG chunk must fit in the file. stb_image sizes its buffers from a chunk's length
