@@ -34,7 +34,9 @@ done
 "${nice_cmd[@]}" cmake --build build-fuzz -j"${FUZZ_JOBS:-2}" --target "${built[@]}"
 [ "$mode" = build ] && exit 0
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
+# malloc_fill_byte=255 up to 1 MiB: reads of uninitialised heap memory then behave the same
+# in every run (fuzz_mjpeg's jpeg_scan_undefined_huffman_tables reproduces only so).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0:malloc_fill_byte=255:max_malloc_fill_size=1048576}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
 for h in "${built[@]}"; do

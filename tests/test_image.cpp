@@ -1,4 +1,6 @@
 // Image decoding, PIL-compatible resizing and bad image files.
+#include <algorithm>
+
 #include <minicnn/data/image.hpp>
 
 #include "test_support.hpp"
@@ -27,6 +29,53 @@ const char* kPhotos[] = {"cat.bmp",           "cat_720p.jpg",  "resized_cat.bmp"
                          "grace_hopper.bmp",  "panda.jpg",     "parrot.jpg",
                          "bird.bmp",          "dragonfly.bmp", "hot_dog.jpg",
                          "hotdog_test_0.bmp", "sunflower.bmp", "missvickie_potato_chips.bmp"};
+
+// A gray 8x8 JPEG written byte by byte: one quantisation table of ones, DC table 0 and AC
+// table 0 with a single 1-bit code each (DC difference 0, end of block), so every block
+// decodes to 128. Baseline: one scan of both tables. Progressive: a first DC scan, then the
+// AC table and an AC scan (1-63) of tables 0, as libjpeg orders them. `scan_tables` is the
+// first scan's selector byte (DC table << 4 | AC table); `with_ac` false leaves the AC table out,
+// `with_dqt` false the quantisation table.
+std::string tiny_jpeg(bool progressive, unsigned char scan_tables = 0x00, bool with_ac = true,
+                      bool with_dqt = true) {
+  const std::string one_code("\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 17);  // counts, symbol 0
+  const std::string dc = std::string("\xff\xc4\x00\x14\x00", 5) + one_code;
+  const std::string ac = std::string("\xff\xc4\x00\x14\x10", 5) + one_code;
+  std::string j("\xff\xd8", 2);
+  if (with_dqt) j += std::string("\xff\xdb\x00\x43\x00", 5) + std::string(64, '\x01');
+  j += std::string(progressive ? "\xff\xc2" : "\xff\xc0", 2);
+  j += std::string("\x00\x0b\x08\x00\x08\x00\x08\x01\x01\x11\x00", 11);
+  j += dc;
+  auto scan = [&](unsigned char tables, unsigned char ss, unsigned char se) {
+    j += std::string("\xff\xda\x00\x08\x01\x01", 6);
+    j += std::string{char(tables), char(ss), char(se), '\0'};
+  };
+  if (progressive) {
+    scan(scan_tables, 0, 0);
+    j += '\x7f';  // DC code 0, then 1s to the byte's end
+    if (with_ac) j += ac;
+    scan(0x00, 1, 63);
+    j += '\x7f';  // end of band
+  } else {
+    if (with_ac) j += ac;
+    scan(scan_tables, 0, 63);
+    j += '\x3f';  // DC code 0, end of block
+  }
+  return j + "\xff\xd9";
+}
+
+// A 2x1 RGBA PSD (8 bits, raw or PackBits planes) with the given pixels, each {r, g, b, a}.
+std::string tiny_psd(const unsigned char (&px)[2][4], bool packbits) {
+  std::string f("8BPS\0\1\0\0\0\0\0\0\0\4\0\0\0\1\0\0\0\2\0\x08\0\3", 26);
+  f += std::string(12, '\0');  // no mode data, image resources or reserved data
+  f += packbits ? std::string("\0\1", 2) + std::string("\0\3\0\3\0\3\0\3", 8)  // row lengths
+                : std::string("\0\0", 2);
+  for (int c = 0; c < 4; ++c) {
+    if (packbits) f += '\1';  // a literal run of 2
+    f += std::string{char(px[0][c]), char(px[1][c])};
+  }
+  return f;
+}
 }  // namespace
 
 TEST_CASE("decode a small BMP and resize keeps flat colours") {
@@ -107,6 +156,59 @@ TEST_CASE("a truncated JPEG is an error, a complete one with trailing bytes is n
       mt::check_throws_with([&] { decode_image_memory(short_file, "'cut.jpg'"); },
                             {"'cut.jpg'", "truncated"});
     }
+  }
+}
+
+TEST_CASE(
+    "a JPEG using a Huffman or quantisation table it never defines is refused before stb_image") {
+  // stb_image 2.27 would read such a table from uninitialised memory (UBSan: index 18 out of
+  // bounds, negative shift in stbi__jpeg_huff_decode; fuzz/regressions/fuzz_mjpeg).
+  auto bytes = [](const std::string& s) { return std::vector<char>(s.begin(), s.end()); };
+  for (bool progressive : {false, true}) {
+    CAPTURE(progressive);
+    const Image ok = decode_image_memory(bytes(tiny_jpeg(progressive)), "'tiny.jpg'");
+    CHECK(ok.width == 8);
+    CHECK(ok.height == 8);
+    CHECK(std::all_of(ok.pixels.begin(), ok.pixels.end(), [](uint8_t v) { return v == 128; }));
+    mt::check_throws_with(
+        [&] { decode_image_memory(bytes(tiny_jpeg(progressive, 0x00, false)), "'noac.jpg'"); },
+        {"'noac.jpg'", "uses AC Huffman table 0, which no DHT segment before it defines"});
+    mt::check_throws_with(
+        [&] { decode_image_memory(bytes(tiny_jpeg(progressive, 0x10)), "'dc1.jpg'"); },
+        {"'dc1.jpg'", "uses DC Huffman table 1", progressive ? "byte 106" : "byte 128"});
+    // No DQT: stb_image would dequantise with uninitialised memory, and dc * dequant[0]
+    // overflows int (fuzz/regressions/fuzz_image/jpeg_undefined_quant_table_dc_overflow.jpg).
+    mt::check_throws_with(
+        [&] { decode_image_memory(bytes(tiny_jpeg(progressive, 0x00, true, false)), "'noq.jpg'"); },
+        {"'noq.jpg'", "component 1 uses quantisation table 0, which no DQT segment"});
+  }
+  // A progressive DC scan does not use its AC selector: table 3 is never defined, no error.
+  CHECK(decode_image_memory(bytes(tiny_jpeg(true, 0x03)), "'p.jpg'").width == 8);
+  // Three 1-bit codes: more than 1 bit can tell apart. stb_image refuses it as "Corrupt JPEG".
+  std::string over = tiny_jpeg(false);
+  over[2 + 69 + 13 + 5] = 3;
+  mt::check_throws_with([&] { decode_image_memory(bytes(over), "'over.jpg'"); },
+                        {"'over.jpg'", "Huffman table at byte 88", "over-subscribe"});
+}
+
+TEST_CASE("a PSD whose alpha pixels are not matted on white is refused before stb_image") {
+  // stb_image 2.27 un-mattes 4-channel PSDs in float and converts a negative result to
+  // unsigned char (UBSan float-cast-overflow; fuzz/regressions/fuzz_image/psd_matte_*).
+  auto bytes = [](const std::string& s) { return std::vector<char>(s.begin(), s.end()); };
+  for (bool packbits : {false, true}) {
+    CAPTURE(packbits);
+    // Matted on white: 200 at alpha 128 was 145 on black; 155 at alpha 100 is the edge (0).
+    const unsigned char ok[2][4] = {{200, 200, 255, 128}, {155, 155, 155, 100}};
+    const Image img = decode_image_memory(bytes(tiny_psd(ok, packbits)), "'ok.psd'");
+    REQUIRE(img.width == 2);
+    CHECK(int(img.pixels[0]) == 145);
+    CHECK(int(img.pixels[2]) >= 254);  // 255 up to float rounding
+    CHECK(int(img.pixels[3]) <= 1);
+    const unsigned char dark[2][4] = {{200, 200, 255, 128}, {155, 154, 155, 100}};
+    mt::check_throws_with(
+        [&] { decode_image_memory(bytes(tiny_psd(dark, packbits)), "'dark.psd'"); },
+        {"'dark.psd'", "PSD pixel 1,0 has alpha 100 and a colour value of 154",
+         "at least about 155"});
   }
 }
 

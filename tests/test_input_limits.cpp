@@ -151,6 +151,34 @@ TEST_CASE("image limits: uncompressed formats must hold every pixel, 16-bit PNM 
                         {"TGA is truncated"});
 }
 
+TEST_CASE("image limits: PNM header numbers above the caps are refused before stb_image") {
+  // stb_image 2.27 reads them into an int without an overflow check (signed overflow, UBSan in
+  // stbi__pnm_getinteger; fuzz/regressions/fuzz_image/pnm_width_int_overflow.pgm).
+  const std::string pixels(16, '\x40');
+  mt::check_throws_with(
+      [&] {
+        decode_image_memory(as_chars("P5 " + std::string(40, '3') + " 1 255\n" + pixels), "w.pgm");
+      },
+      {"w.pgm", "PNM header has a width of 333333333333333333333333... (40 digits) at byte 3",
+       "expected at most 16777216"});
+  mt::check_throws_with(
+      [&] { decode_image_memory(as_chars("P6\n# c\n1 16777217 255\n" + pixels), "h.ppm"); },
+      {"h.ppm", "height of 16777217 at byte 9", "at most 16777216"});
+  mt::check_throws_with(
+      [&] { decode_image_memory(as_chars("P5 1 1 4294967296\n" + pixels), "m.pgm"); },
+      {"m.pgm", "maxval of 4294967296 at byte 7", "at most 65535"});
+  // At the caps the header is sound: refused by the size check, as before.
+  mt::check_throws_with(
+      [&] { decode_image_memory(as_chars("P5 16777216 1 255\n" + pixels), "cap.pgm"); },
+      {"cap.pgm", "PNM is truncated"});
+  // Leading zeros are not large numbers.
+  const Image ok = decode_image_memory(
+      as_chars("P5 0000000000000000000004 0002 255\n" + pixels.substr(0, 8)), "ok.pgm");
+  CHECK(ok.width == 4);
+  CHECK(ok.height == 2);
+  CHECK(ok.pixels[0] == 0x40);
+}
+
 TEST_CASE("image limits: a JPEG claiming far more pixels than its bytes can code is refused") {
   // A real JPEG with its frame size patched to 9000 x 9000 (81 megapixels, under the
   // 100-megapixel cap) in under a kilobyte: no JPEG codes 8x8 blocks in under a bit.
@@ -168,6 +196,31 @@ TEST_CASE("image limits: a JPEG claiming far more pixels than its bytes can code
                         {"bomb.jpg", "9000x9000", "more than the format can compress"});
   // The unpatched file decodes.
   CHECK(decode_image(mt::fixtures_dir() + "/images/gradient.jpg").width > 0);
+}
+
+TEST_CASE("image limits: FF fill bytes before a JPEG's SOI do not get it past the JPEG checks") {
+  // stb_image skips any number of FF bytes before the SOI; the checks took such a file for
+  // another format (fuzz/regressions/fuzz_mjpeg/jpeg_fill_bytes_bypass_pixel_cap: a 2.9 kB
+  // frame decoding 50240x255 pixels under the general cap of 16384 pixels per byte).
+  const std::vector<char> jpg = read_file_bytes(mt::fixtures_dir() + "/images/gradient.jpg");
+  std::vector<char> filled = jpg;
+  filled.insert(filled.begin(), 3, '\xff');
+  CHECK(decode_image_memory(filled, "filled.jpg").width == 40);
+  // 4000 x 1000 pixels in under 900 bytes: above 1024 pixels per byte, under 16384.
+  std::vector<char> big = filled;
+  bool patched = false;
+  for (size_t i = 4; i + 9 < big.size() && !patched; ++i)
+    if (uint8_t(big[i]) == 0xFF && (uint8_t(big[i + 1]) == 0xC0 || uint8_t(big[i + 1]) == 0xC2)) {
+      big[i + 5] = char(1000 >> 8), big[i + 6] = char(1000 & 0xff);
+      big[i + 7] = char(4000 >> 8), big[i + 8] = char(4000 & 0xff);
+      patched = true;
+    }
+  REQUIRE(patched);
+  mt::check_throws_with([&] { decode_image_memory(big, "big.jpg"); },
+                        {"big.jpg", "4000x1000", "more than the format can compress"});
+  // Cut off: the end-of-image marker is missing.
+  std::vector<char> cut(filled.begin(), filled.end() - 40);
+  mt::check_throws_with([&] { decode_image_memory(cut, "cut.jpg"); }, {"cut.jpg", "truncated"});
 }
 
 TEST_CASE("image limits: every fuzz_image regression input is a FormatError, never a crash") {
@@ -189,6 +242,12 @@ TEST_CASE("image limits: a PNG chunk longer than the file and a 257-code Huffman
   png += std::string("\x73\0\0\x0bIDAT", 8) + std::string(20, 'x');
   mt::check_throws_with([&] { decode_image_memory(as_chars(png), "big.png"); },
                         {"big.png", "chunk at byte 33", "1929379851"});
+  // An empty IDAT first: stb_image 2.27 would memcpy 0 bytes to a null pointer
+  // (fuzz/regressions/fuzz_mjpeg/png_empty_first_idat).
+  const std::string empty_idat = png.substr(0, 33) + std::string("\0\0\0\0IDAT\0\0\0\0", 12) +
+                                 std::string("\0\0\0\0IEND\xae\x42\x60\x82", 12);
+  mt::check_throws_with([&] { decode_image_memory(as_chars(empty_idat), "e.png"); },
+                        {"e.png", "empty IDAT chunk at byte 33 before any image data"});
   // A JPEG whose DHT counts add up to 16 * 20 = 320 codes.
   std::string jpg("\xff\xd8\xff\xc4\x00\x13\x00", 7);
   jpg += std::string(16, '\x14') + std::string("\xff\xd9", 2);

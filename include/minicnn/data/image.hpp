@@ -33,6 +33,16 @@ inline uint32_t le32(const unsigned char* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
+// Where a JPEG's start-of-image marker ends, as stb_image finds it: any number of FF bytes,
+// then D8. 0 when the data does not start so. The checks below must see such fill bytes as a
+// JPEG: fuzz_mjpeg's frames led by them got past the JPEG pixel cap (a 2.9 kB file decoding
+// 50240x255 pixels, over 20 s under ASan).
+inline size_t jpeg_soi_end(const unsigned char* b, size_t n) {
+  size_t pos = 0;
+  while (pos < n && b[pos] == 0xFF) ++pos;
+  return pos > 0 && pos < n && b[pos] == 0xD8 ? pos + 1 : 0;
+}
+
 // stb_image decodes a truncated BMP or JPEG without complaint (missing pixels come out
 // black or grey), so a cut-off download would silently train on garbage. PIL refuses
 // both ("image file is truncated"); so do we. Empty when complete or not BMP/JPEG.
@@ -59,11 +69,11 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
     }
     return "";
   }
-  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) {
+  if (const size_t soi = jpeg_soi_end(b, n); soi != 0 && soi < n && b[soi] == 0xFF) {
     // Walk the marker segments to the first start-of-scan (an EXIF thumbnail, a whole JPEG
     // of its own, sits inside an APP1 segment and is skipped), then look for end-of-image:
     // entropy-coded data never contains FF D9 (FF is stuffed as FF 00).
-    size_t pos = 2;
+    size_t pos = soi;
     while (pos + 4 <= n) {
       if (b[pos] != 0xFF) return "";  // not a marker: leave the verdict to the decoder
       const unsigned char m = b[pos + 1];
@@ -83,27 +93,52 @@ inline std::string truncation_problem(const unsigned char* b, size_t n) {
   return "";
 }
 
-// stb_image 2.27 fills a Huffman table from a DHT segment without checking that its 16 code
-// counts add up to at most 256, and writes past the table's arrays when they do (found by
-// fuzz/fuzz_image.cpp). Walks a JPEG's marker segments by their lengths (skipping bytes
-// between segments that are not markers, as stb_image does), and the
-// entropy-coded data after each scan header to the next marker (stuffed FF 00, fill bytes
-// and restart markers are not markers), reading every DHT as stb_image would (tables back to
-// back while the segment's length lasts, bytes past the end of the file as 0). Empty when
-// every table is sound or the data is not a JPEG.
+// JPEG tables stb_image 2.27 mishandles (found by fuzz/fuzz_image.cpp and fuzz_mjpeg.cpp):
+//  - a DHT whose 16 code counts add up to more than 256 makes stbi__build_huffman write past
+//    its arrays;
+//  - a component whose quantisation table no DQT defined (before its scan; in a progressive
+//    JPEG, before the end) is dequantised with uninitialised values, and dc * dequant[0]
+//    overflows int (UBSan in stbi__jpeg_decode_block, found by both harnesses);
+//  - a scan that uses a table no DHT before it defined makes stbi__jpeg_huff_decode read the
+//    table from the decoder's uninitialised (malloc'd) memory: indexes out of bounds and
+//    negative shifts. Baseline scans use the DC and AC table of each component; progressive
+//    ones the DC table in a first DC scan (Ss = 0, Ah = 0) and the AC table in AC scans.
+// Codes that over-subscribe the code space (Kraft sum above 1) are refused too: stb_image
+// refuses them itself, but only as "Corrupt JPEG".
+// Walks a JPEG's marker segments by their lengths (skipping bytes between segments that are
+// not markers, as stb_image does), and the entropy-coded data after each scan header to the
+// next marker (stuffed FF 00, fill bytes and restart markers are not markers), reading every
+// DHT as stb_image would (tables back to back while the segment's length lasts, bytes past
+// the end of the file as 0). Empty when every table is sound and defined before use, or the
+// data is not a JPEG.
 inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
-  size_t pos = 0;  // stb_image takes any number of FF bytes before the D8 of the SOI marker
-  while (pos < n && b[pos] == 0xFF) ++pos;
-  if (pos == 0 || pos >= n || b[pos] != 0xD8) return "";
-  ++pos;
+  size_t pos = jpeg_soi_end(b, n);
+  if (pos == 0) return "";
   auto at = [&](size_t i) -> unsigned { return i < n ? b[i] : 0; };
+  bool defined[2][4] = {};  // [DC, AC][table id], as the DHT segments so far leave them
+  bool quant[4] = {};       // quantisation tables the DQT segments so far define
+  unsigned char sof = 0;    // stb_image reads the first SOF0/1/2 and fails on any other
+  unsigned comps = 0, comp_id[4] = {}, comp_tq[4] = {};  // the frame's components
+  // The first component whose quantisation table is undefined, or -1.
+  auto undefined_quant = [&](unsigned id_or_all, bool all) -> int {
+    for (unsigned c = 0; c < comps; ++c)
+      if ((all || comp_id[c] == id_or_all) && comp_tq[c] <= 3 && !quant[comp_tq[c]]) return int(c);
+    return -1;
+  };
+  auto quant_problem = [&](int c, const std::string& when) {
+    return "JPEG component " + std::to_string(comp_id[c]) + " uses quantisation table " +
+           std::to_string(comp_tq[c]) + ", which no DQT segment " + when + " defines";
+  };
   while (pos + 4 <= n) {
     if (b[pos] != 0xFF || b[pos + 1] == 0xFF) {  // stb_image skips junk and fill bytes
       ++pos;
       continue;
     }
     const unsigned char m = b[pos + 1];
-    if (m == 0xD9) return "";
+    if (m == 0xD9) {  // a progressive JPEG is dequantised at its end
+      const int c = sof == 0xC2 ? undefined_quant(0, true) : -1;
+      return c < 0 ? "" : quant_problem(c, "in the file");
+    }
     if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) {
       pos += 2;
       continue;
@@ -112,13 +147,60 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
     if (m == 0xC4) {
       int64_t left = int64_t(len) - 2;
       for (size_t p = pos + 4; left > 0;) {
+        const unsigned tc = at(p) >> 4, th = at(p) & 15;
         unsigned codes = 0;
-        for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
+        uint64_t next = 0;  // the next free code of the current length, as stb assigns them
+        int oversubscribed = 0;
+        for (unsigned k = 1; k <= 16; ++k) {
+          codes += at(p + k);
+          next += at(p + k);
+          if (!oversubscribed && next > (uint64_t(1) << k)) oversubscribed = int(k);
+          next <<= 1;
+        }
         if (codes > 256)
           return "JPEG has a Huffman table of " + std::to_string(codes) + " codes at byte " +
                  std::to_string(p) + " (at most 256 are possible)";
+        if (oversubscribed)
+          return "JPEG has a Huffman table at byte " + std::to_string(p) +
+                 " whose code lengths over-subscribe the code space (more codes of up to " +
+                 std::to_string(oversubscribed) + " bits than " + std::to_string(oversubscribed) +
+                 " bits can tell apart; the table is corrupt)";
+        if (tc <= 1 && th <= 3) defined[tc][th] = true;  // stb_image fails on other ids
         p += 17 + codes;
         left -= 17 + int64_t(codes);
+      }
+    }
+    if (m == 0xDB)  // DQT: tables back to back, 8- or 16-bit values
+      for (size_t p = pos + 4, end = pos + 2 + len; p < end;) {
+        const unsigned pq = at(p) >> 4, tq = at(p) & 15;
+        if (pq > 1 || tq > 3) break;  // stb_image fails on these
+        quant[tq] = true;
+        p += 1 + 64 * (pq + 1);
+      }
+    if (sof == 0 && (m == 0xC0 || m == 0xC1 || m == 0xC2)) {
+      sof = m;
+      comps = std::min(at(pos + 9), 4u);
+      for (unsigned c = 0; c < comps; ++c)
+        comp_id[c] = at(pos + 10 + 3 * c), comp_tq[c] = at(pos + 12 + 3 * c);
+    }
+    if (m == 0xDA && sof != 0) {
+      const unsigned count = std::min(at(pos + 4), 4u);
+      const unsigned ss = at(pos + 5 + 2 * count), ah = at(pos + 7 + 2 * count) >> 4;
+      const bool progressive = sof == 0xC2;
+      const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss != 0;
+      for (unsigned i = 0; i < count; ++i) {
+        // Uninitialised quantisation values reach dc * dequant[0], which overflows int.
+        const int uq = progressive ? -1 : undefined_quant(at(pos + 5 + 2 * i), false);
+        if (uq >= 0) return quant_problem(uq, "before its scan at byte " + std::to_string(pos));
+        const unsigned sel = at(pos + 6 + 2 * i), td = sel >> 4, ta = sel & 15;
+        const bool no_dc = dc && td <= 3 && !defined[0][td],
+                   no_ac = ac && ta <= 3 && !defined[1][ta];
+        if (no_dc || no_ac)
+          return "JPEG scan at byte " + std::to_string(pos) + " uses " +
+                 (no_dc ? "DC Huffman table " + std::to_string(td)
+                        : "AC Huffman table " + std::to_string(ta)) +
+                 ", which no DHT segment before it defines (a Motion-JPEG frame without "
+                 "its tables?)";
       }
     }
     pos += 2 + len;
@@ -127,16 +209,22 @@ inline std::string jpeg_huffman_problem(const unsigned char* b, size_t n) {
                               !(b[pos + 1] >= 0xD0 && b[pos + 1] <= 0xD7)))
         ++pos;
   }
-  return "";
+  // The data ended (an EOI in its last 3 bytes is not walked): a progressive JPEG is
+  // dequantised at its end.
+  const int c = sof == 0xC2 ? undefined_quant(0, true) : -1;
+  return c < 0 ? "" : quant_problem(c, "in the file");
 }
 
 // Every PNG chunk must fit in the file. stb_image sizes its buffers from a chunk's length
 // field before reading the chunk, so a 69-byte PNG declaring a 1.9 GB IDAT had it allocate
-// gigabytes (found by fuzz/fuzz_mjpeg.cpp, 19 s per file under ASan). Empty when the chunks
-// fit or the data is not a PNG.
+// gigabytes (found by fuzz/fuzz_mjpeg.cpp, 19 s per file under ASan). An empty IDAT before
+// any image data has stb_image copy 0 bytes to its buffer while it is still a null pointer
+// (memcpy(NULL, ...), undefined behaviour, found by fuzz_mjpeg), so that is refused too.
+// Empty when the chunks fit or the data is not a PNG.
 inline std::string png_chunk_problem(const unsigned char* b, size_t n) {
   static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (n < 8 || std::memcmp(b, sig, 8) != 0) return "";
+  bool image_data = false;  // an IDAT chunk with data has come
   for (size_t pos = 8; pos + 8 <= n;) {
     const uint64_t len = uint64_t(b[pos]) << 24 | uint64_t(b[pos + 1]) << 16 |
                          uint64_t(b[pos + 2]) << 8 | b[pos + 3];
@@ -145,15 +233,38 @@ inline std::string png_chunk_problem(const unsigned char* b, size_t n) {
              " declares " + std::to_string(len) + " bytes, the file has " +
              std::to_string(n - pos) + " left";
     if (std::memcmp(b + pos + 4, "IEND", 4) == 0) return "";
+    if (std::memcmp(b + pos + 4, "IDAT", 4) == 0) {
+      if (len == 0 && !image_data)
+        return "PNG has an empty IDAT chunk at byte " + std::to_string(pos) +
+               " before any image data (expected the first IDAT to hold some; stb_image "
+               "cannot read it so)";
+      image_data = image_data || len > 0;
+    }
     pos += 12 + len;
   }
   return "";
 }
 
-// Where the pixel data of a binary PNM (P5/P6) starts: after the magic, width, height and
-// maxval (whitespace and # comments between them) and the one whitespace byte that ends the
-// maxval, as stb_image reads it; 0 when the header is malformed or cut off.
-inline size_t pnm_data_offset(const unsigned char* b, size_t n) {
+// The header of a binary PNM (P5/P6): magic, width, height and maxval with whitespace and
+// # comments between them, then one whitespace byte before the pixels. stb_image 2.27 reads
+// the numbers into an int without an overflow check (signed overflow, undefined behaviour,
+// found by fuzz/fuzz_image.cpp), so every stbi_* call must come after pnm_header has refused
+// numbers above the caps. `data_offset` is 0 when the header is malformed or cut off;
+// `problem` is empty unless a number is too large.
+struct PnmHeader {
+  int64_t width = 0, height = 0, maxval = 0;
+  size_t data_offset = 0;
+  std::string problem;
+};
+// stb_image refuses larger sizes and maxvals itself, once it has read them.
+inline constexpr int64_t kMaxPnmSide = int64_t(1) << 24, kMaxPnmMaxval = 65535;
+
+inline PnmHeader pnm_header(const unsigned char* b, size_t n) {
+  PnmHeader h;
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return h;
+  static const char* names[3] = {"width", "height", "maxval"};
+  const int64_t caps[3] = {kMaxPnmSide, kMaxPnmSide, kMaxPnmMaxval};
+  int64_t* values[3] = {&h.width, &h.height, &h.maxval};
   size_t pos = 2;
   for (int field = 0; field < 3; ++field) {
     for (;;) {
@@ -164,10 +275,33 @@ inline size_t pnm_data_offset(const unsigned char* b, size_t n) {
       }
       break;
     }
-    if (pos >= n || b[pos] < '0' || b[pos] > '9') return 0;
-    while (pos < n && b[pos] >= '0' && b[pos] <= '9') ++pos;
+    if (pos >= n || b[pos] < '0' || b[pos] > '9') return h;
+    const size_t start = pos;
+    int64_t v = 0;  // saturates above the cap: the digits may go on for ever
+    for (; pos < n && b[pos] >= '0' && b[pos] <= '9'; ++pos)
+      v = std::min<int64_t>(v * 10 + (b[pos] - '0'), caps[field] + 1);
+    *values[field] = v;
+    if (v > caps[field]) {
+      const size_t digits = pos - start, shown = std::min<size_t>(digits, 24);
+      h.problem = "PNM header has a " + std::string(names[field]) + " of " +
+                  std::string(reinterpret_cast<const char*>(b + start), shown) +
+                  (shown < digits ? "... (" + std::to_string(digits) + " digits)" : "") +
+                  " at byte " + std::to_string(start) + ", expected at most " +
+                  std::to_string(caps[field]);
+      return h;
+    }
   }
-  return pos < n ? pos + 1 : 0;
+  h.data_offset = pos < n ? pos + 1 : 0;
+  return h;
+}
+
+// Every check that must run before stb_image sees the bytes at all (stbi_info included):
+// inputs on which stb_image 2.27 itself misbehaves. Empty when there is none.
+inline std::string stb_input_problem(const unsigned char* b, size_t n) {
+  std::string p = jpeg_huffman_problem(b, n);
+  if (p.empty()) p = png_chunk_problem(b, n);
+  if (p.empty()) p = pnm_header(b, n).problem;
+  return p;
 }
 
 // Most pixels a file of each format can hold per byte of file (the best compression the
@@ -197,14 +331,14 @@ inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, 
                                 bool is16) {
   const int64_t pixels = int64_t(w) * h;
   if (n >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) {
-    const size_t off = pnm_data_offset(b, n);
+    const size_t off = pnm_header(b, n).data_offset;
     const int64_t need = int64_t(off) + pixels * comp * (is16 ? 2 : 1);
     if (off == 0 || static_cast<int64_t>(n) < need)
       return "PNM is truncated: a " + std::to_string(w) + "x" + std::to_string(h) +
              " image needs " + std::to_string(need) + " bytes, the file has " + std::to_string(n);
     return "";
   }
-  const bool jpeg = n >= 2 && b[0] == 0xFF && b[1] == 0xD8;
+  const bool jpeg = jpeg_soi_end(b, n) != 0;
   // TGA has no magic; stb_image recognises it by its header, types 1-3 are uncompressed.
   if (!jpeg && n >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3) && b[1] <= 1 &&
       (b[2] == 1) == (b[1] == 1)) {
@@ -225,6 +359,94 @@ inline std::string size_problem(const unsigned char* b, size_t n, int w, int h, 
            "(the file is corrupt or crafted)";
   return "";
 }
+
+// stb_image 2.27 un-mattes a PSD with an alpha channel (4 channels or more), taking its
+// composite image to be matted against white: a colour value c with alpha a (1..254) becomes
+// 255 + (c - 255) * 255 / a, in float, converted to unsigned char. Where c is below about
+// 255 - a that is -1 or less, and the conversion is undefined behaviour (UBSan, found by
+// fuzz/fuzz_image.cpp). Photoshop's composites, matted on white, never come below; this
+// refuses a pixel that would go under -0.5 (float rounding in stb_image stays far from that).
+// Reads channels 0-3 as stb_image does: raw planes of 8 or 16 bits (the high byte counts), or
+// PackBits planes after a table of row lengths, bytes past the end of the file as 0. Empty
+// when the data is not such a PSD, is one stb_image refuses anyway, or is sound. Run it after
+// the size checks: it walks every pixel.
+inline std::string psd_matte_problem(const unsigned char* b, size_t n) {
+  if (n < 26 || std::memcmp(b, "8BPS", 4) != 0) return "";
+  auto at = [&](uint64_t i) -> unsigned { return i < n ? b[i] : 0; };
+  auto be = [&](uint64_t i, int bytes) {
+    uint64_t v = 0;
+    for (int k = 0; k < bytes; ++k) v = v << 8 | at(i + k);
+    return v;
+  };
+  const uint64_t channels = be(12, 2), height = be(14, 4), width = be(18, 4), depth = be(22, 2);
+  if (be(4, 2) != 1 || channels < 4 || channels > 16 || be(24, 2) != 3 ||
+      (depth != 8 && depth != 16) || height < 1 || width < 1 ||
+      height * width > uint64_t(kMaxImagePixels))
+    return "";
+  const uint64_t pixels = height * width;
+  uint64_t pos = 26;
+  for (int block = 0; block < 3; ++block) {  // mode data, image resources, reserved data
+    const uint64_t len = be(pos, 4);
+    pos = len >= (uint64_t(1) << 31) ? n : pos + 4 + len;  // stb_image reads it as an int
+  }
+  const uint64_t compression = be(pos, 2);
+  if (compression > 1) return "";
+  pos += 2;
+  // One cursor per channel: a raw plane, or a PackBits plane (a literal run or a repeat).
+  struct Cursor {
+    uint64_t pos = 0, left = 0;
+    bool literal = false;
+    unsigned value = 0;
+  } cur[4];
+  auto next_run = [&](Cursor& k) {  // stb_image's PackBits: 128 is a no-op
+    for (;;) {
+      const unsigned len = at(k.pos++);
+      if (len == 128) continue;
+      k.literal = len < 128;
+      k.left = k.literal ? len + 1 : 257 - len;
+      if (!k.literal) k.value = at(k.pos++);
+      return;
+    }
+  };
+  const uint64_t step = compression ? 1 : depth / 8;
+  if (compression) {
+    pos += height * channels * 2;  // the row lengths, which stb_image skips
+    for (int c = 0; c < 4; ++c) {  // where each plane starts; a run too long fails stb_image
+      cur[c].pos = pos;
+      for (uint64_t count = 0; count < pixels;) {
+        Cursor k;
+        k.pos = pos;
+        next_run(k);
+        if (k.left > pixels - count) return "";
+        count += k.left;
+        pos = k.pos + (k.literal ? k.left : 0);
+      }
+    }
+  } else {
+    for (int c = 0; c < 4; ++c) cur[c].pos = pos + c * pixels * step;
+  }
+  for (uint64_t i = 0; i < pixels; ++i) {
+    unsigned v[4];
+    for (int c = 0; c < 4; ++c) {
+      Cursor& k = cur[c];
+      if (!compression) {
+        v[c] = at(k.pos + i * step);
+        continue;
+      }
+      if (k.left == 0) next_run(k);
+      --k.left;
+      v[c] = k.literal ? at(k.pos++) : k.value;
+    }
+    if (v[3] == 0 || v[3] == 255) continue;
+    for (int c = 0; c < 3; ++c)
+      if (510 * (255 - v[c]) > 511 * v[3])
+        return "PSD pixel " + std::to_string(i % width) + "," + std::to_string(i / width) +
+               " has alpha " + std::to_string(v[3]) + " and a colour value of " +
+               std::to_string(v[c]) + ", expected at least about " + std::to_string(255 - v[3]) +
+               " in a composite matted on white, as stb_image takes it (the file is corrupt)";
+  }
+  return "";
+}
 }  // namespace image_detail
 
 inline Image decode_image_memory(const std::vector<char>& bytes, const std::string& where) {
@@ -234,8 +456,7 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
   auto* buf = reinterpret_cast<const stbi_uc*>(bytes.data());
   int len = static_cast<int>(bytes.size());
   const std::string cut = image_detail::truncation_problem(buf, bytes.size());
-  std::string early = image_detail::jpeg_huffman_problem(buf, bytes.size());
-  if (early.empty()) early = image_detail::png_chunk_problem(buf, bytes.size());
+  const std::string early = image_detail::stb_input_problem(buf, bytes.size());
   if (!early.empty()) throw FormatError("image " + where + ": " + early);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(buf, len, &w, &h, &comp)) {
@@ -259,6 +480,8 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
                       ": 16-bit PNM (maxval above 255) is not supported; convert it to 8 bits");
   const std::string big = image_detail::size_problem(buf, bytes.size(), w, h, comp, is16);
   if (!big.empty()) throw FormatError("image " + where + ": " + big);
+  const std::string matte = image_detail::psd_matte_problem(buf, bytes.size());
+  if (!matte.empty()) throw FormatError("image " + where + ": " + matte);
   int ch = 0;
   stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);
   if (!data)
