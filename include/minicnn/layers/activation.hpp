@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "../kernels/activation.hpp"
@@ -69,6 +70,18 @@ class ReLUT : public LayerT<T> {
  private:
   double max_value_;
 };
+
+// The kernel epilogue that does what `layer` does when it is a ReLU (unbounded) or a ReLU6:
+// what a convolution or a batch norm before it can apply itself (inference folding,
+// training fusion). Empty for any other layer or max_value.
+template <typename T>
+std::optional<Activation> fusable_activation(const LayerT<T>& layer) {
+  const auto* relu = dynamic_cast<const ReLUT<T>*>(&layer);
+  if (!relu) return std::nullopt;
+  if (std::isinf(relu->max_value())) return Activation::ReLU;
+  if (relu->max_value() == 6.0) return Activation::ReLU6;
+  return std::nullopt;
+}
 
 template <typename T>
 class ReLU6T : public ReLUT<T> {

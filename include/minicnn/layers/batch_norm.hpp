@@ -13,6 +13,7 @@
 // scale / center), <name>/moving_mean, <name>/moving_variance (state, init 0 and 1).
 #pragma once
 #include <cmath>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,14 +66,9 @@ class BatchNormalizationT : public LayerT<T> {
   // its output; absorbed_next() then names it, and the container skips it. Not for other
   // activations (false).
   bool fuse_activation(LayerT<T>* relu) {
-    auto* r = dynamic_cast<ReLUT<T>*>(relu);
-    if (!r) return false;
-    if (std::isinf(r->max_value()))
-      activation_ = Activation::ReLU;
-    else if (r->max_value() == 6.0)
-      activation_ = Activation::ReLU6;
-    else
-      return false;
+    const std::optional<Activation> a = fusable_activation(*relu);
+    if (!a) return false;
+    activation_ = *a;
     absorbed_ = relu;
     return true;
   }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "../layers/activation.hpp"
@@ -54,15 +55,9 @@ bool try_fold_batchnorm(LayerT<T>& prev, LayerT<T>& next) {
 // Moves a ReLU (max_value infinite) or ReLU6 (max_value 6) into prev's epilogue.
 template <typename T>
 bool try_fuse_activation(LayerT<T>& prev, LayerT<T>& next) {
-  auto* relu = dynamic_cast<ReLUT<T>*>(&next);
-  if (!relu) return false;
-  Activation a;
-  if (std::isinf(relu->max_value()))
-    a = Activation::ReLU;
-  else if (relu->max_value() == 6.0)
-    a = Activation::ReLU6;
-  else
-    return false;
+  const std::optional<Activation> fused = fusable_activation(next);
+  if (!fused) return false;
+  const Activation a = *fused;
   if (auto* c = dynamic_cast<Conv2DT<T>*>(&prev); c && c->activation() == Activation::Linear) {
     c->set_activation(a);
     return true;
