@@ -24,13 +24,7 @@ using namespace minicnn;
 using namespace minicnn::camera;
 namespace fs = std::filesystem;
 
-inline std::string temp_dir(const std::string& tag) {
-  fs::path d =
-      fs::temp_directory_path() / ("minicnn_camera_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+using mt::temp_dir;
 
 inline std::vector<uint8_t> fixture(const std::string& name) {
   const std::vector<char> b = read_file_bytes(mt::fixtures_dir() + "/camera/" + name);

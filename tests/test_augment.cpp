@@ -15,7 +15,7 @@ using namespace minicnn;
 
 namespace {
 
-std::string fixture(const std::string& name) {
+std::string augment_fixture(const std::string& name) {
   return mt::fixtures_dir() + "/augment/" + name;
 }
 
@@ -26,7 +26,7 @@ struct Image3 {
 };
 
 Image3 load_image(const std::string& file) {
-  NpyArray a = load_npy(fixture(file));
+  NpyArray a = load_npy(augment_fixture(file));
   REQUIRE(a.dims.size() == 3);
   Image3 im{
       static_cast<int>(a.dims[0]), static_cast<int>(a.dims[1]), static_cast<int>(a.dims[2]), {}};
@@ -65,7 +65,7 @@ TransformParams params_from_json(const nlohmann::json& j) {
 }
 
 void check_fixtures(const std::string& shape_suffix) {
-  std::ifstream f(fixture("manifest.json"));
+  std::ifstream f(augment_fixture("manifest.json"));
   REQUIRE(f.good());
   nlohmann::json manifest = nlohmann::json::parse(f);
   int checked = 0;

@@ -17,21 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    dir = fs::temp_directory_path() / ("minicnn_bw_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() { fs::remove_all(dir); }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using mt::read_all;
+using mt::TempDir;
 
 std::vector<char> bytes_of(const std::string& s) {
   return std::vector<char>(s.begin(), s.end());
@@ -61,7 +48,7 @@ TEST_CASE("BackgroundWriter writes what was submitted, newest state per path") {
   CHECK(read_all(t.file("big.bin")) == big);
   CHECK(read_all(t.file("counter.txt")) == "19");  // replaced or written in order: the last wins
   CHECK(read_all(t.file("small.txt")) == "hello");
-  CHECK(entries(t.dir) == 3);  // no temporary files left behind
+  CHECK(entries(t.path) == 3);  // no temporary files left behind
 }
 
 TEST_CASE("BackgroundWriter: a missing folder fails at submit, a late failure at wait") {
@@ -78,8 +65,8 @@ TEST_CASE("BackgroundWriter: a missing folder fails at submit, a late failure at
   mt::check_throws_with([&] { w.wait(); }, {"taken", "rename", "unchanged"});
   CHECK(read_all(t.file("taken/keep.txt")) == "kept");
   CHECK(read_all(t.file("fine.txt")) == "fine");
-  CHECK(entries(t.dir) == 2);  // taken/ and fine.txt, no temporary file
-  w.wait();                    // errors are reported once
+  CHECK(entries(t.path) == 2);  // taken/ and fine.txt, no temporary file
+  w.wait();                     // errors are reported once
 }
 
 TEST_CASE("AtomicFile: abandoned leaves nothing, committed replaces") {
@@ -87,13 +74,13 @@ TEST_CASE("AtomicFile: abandoned leaves nothing, committed replaces") {
   std::ofstream(t.file("f.txt")) << "old";
   {
     AtomicFile f(t.file("f.txt"));
-    CHECK(entries(t.dir) == 2);  // the target and the temporary file
+    CHECK(entries(t.path) == 2);  // the target and the temporary file
   }
-  CHECK(entries(t.dir) == 1);
+  CHECK(entries(t.path) == 1);
   CHECK(read_all(t.file("f.txt")) == "old");
   AtomicFile f(t.file("f.txt"));
   f.commit("new", 3);
   CHECK(read_all(t.file("f.txt")) == "new");
-  CHECK(entries(t.dir) == 1);
+  CHECK(entries(t.path) == 1);
   mt::check_throws_with([&] { f.commit("again", 5); }, {"already committed"});
 }

@@ -15,14 +15,8 @@ using namespace minicnn;
 
 namespace {
 
-constexpr double kGradTol = 1e-6;
-
-void require_gradcheck(LayerT<double>& layer, const TensorD& x, bool training = true,
-                       std::function<void()> before = {}, int64_t max_points = 400) {
-  auto r = mt::check_gradients(layer, x, training, 7, 1e-6, max_points, std::move(before));
-  REQUIRE(r.input_error < kGradTol);
-  REQUIRE(r.param_error < kGradTol);
-}
+using mt::kGradTol;
+using mt::require_gradcheck;
 
 template <typename T>
 void randomize_bns(LayerT<T>& root, Rng& rng) {

@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string fixture(const std::string& name) {
+std::string dataset_fixture(const std::string& name) {
   return mt::fixtures_dir() + "/dataset/" + name;
 }
 
@@ -30,24 +30,7 @@ Image npy_image(const std::string& path) {
   return img;
 }
 
-// A scratch folder removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("minicnn_ds_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-  std::string str() const { return path.string(); }
-};
+using mt::TempDir;
 
 void copy_to(const std::string& src, const fs::path& dst) {
   fs::create_directories(dst.parent_path());
@@ -59,7 +42,7 @@ void write_bytes(const fs::path& p, const std::string& bytes) {
   std::ofstream(p, std::ios::binary) << bytes;
 }
 
-std::string file_bytes(const std::string& p) {
+std::string file_text(const std::string& p) {
   auto v = read_file_bytes(p);
   return std::string(v.begin(), v.end());
 }
@@ -67,13 +50,13 @@ std::string file_bytes(const std::string& p) {
 }  // namespace
 
 TEST_CASE("resize_nearest equals PIL's Image.resize(NEAREST) exactly") {
-  const Image src = npy_image(fixture("nearest_src.npy"));
+  const Image src = npy_image(dataset_fixture("nearest_src.npy"));
   for (auto [w, h] :
        std::vector<std::pair<int, int>>{{96, 96}, {7, 5}, {23, 40}, {10, 17}, {11, 3}, {50, 33}}) {
     CAPTURE(w);
     CAPTURE(h);
-    const Image want =
-        npy_image(fixture("nearest_" + std::to_string(w) + "x" + std::to_string(h) + ".npy"));
+    const Image want = npy_image(
+        dataset_fixture("nearest_" + std::to_string(w) + "x" + std::to_string(h) + ".npy"));
     const Image got = resize_nearest(src, w, h);
     REQUIRE(got.width == w);
     REQUIRE(got.height == h);
@@ -84,11 +67,11 @@ TEST_CASE("resize_nearest equals PIL's Image.resize(NEAREST) exactly") {
 TEST_CASE("EXIF orientation 1..8 turns JPEGs upright as PIL's exif_transpose") {
   for (int k = 1; k <= 8; ++k) {
     CAPTURE(k);
-    const std::string path = fixture("orient_" + std::to_string(k) + ".jpg");
+    const std::string path = dataset_fixture("orient_" + std::to_string(k) + ".jpg");
     auto bytes = read_file_bytes(path);
     CHECK(jpeg_exif_orientation(bytes) == k);
     Image img = apply_exif_orientation(decode_image_memory(bytes, path), k);
-    const Image want = npy_image(fixture("orient_" + std::to_string(k) + "_upright.npy"));
+    const Image want = npy_image(dataset_fixture("orient_" + std::to_string(k) + "_upright.npy"));
     REQUIRE(img.width == want.width);
     REQUIRE(img.height == want.height);
     // Decoders differ by a few levels (and blur at the quadrant edges): compare cores.
@@ -105,7 +88,7 @@ TEST_CASE("EXIF orientation 1..8 turns JPEGs upright as PIL's exif_transpose") {
     CHECK(worst <= 12);
   }
   // No EXIF, a PNG, and garbage: orientation 1.
-  CHECK(jpeg_exif_orientation(read_file_bytes(fixture("mode_RGB.png"))) == 1);
+  CHECK(jpeg_exif_orientation(read_file_bytes(dataset_fixture("mode_RGB.png"))) == 1);
   const unsigned char junk[] = {0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x08, 'E', 'x', 'i', 'f', 0, 0};
   CHECK(jpeg_exif_orientation(junk, sizeof junk) == 1);
 }
@@ -113,8 +96,8 @@ TEST_CASE("EXIF orientation 1..8 turns JPEGs upright as PIL's exif_transpose") {
 TEST_CASE("grey, grey+alpha, palette and RGBA PNGs become RGB as PIL's convert('RGB')") {
   for (const std::string mode : {"L", "LA", "P", "RGBA", "RGB"}) {
     CAPTURE(mode);
-    Image got = decode_image(fixture("mode_" + mode + ".png"));
-    const Image want = npy_image(fixture("mode_" + mode + ".npy"));
+    Image got = decode_image(dataset_fixture("mode_" + mode + ".png"));
+    const Image want = npy_image(dataset_fixture("mode_" + mode + ".npy"));
     REQUIRE(got.width == want.width);
     REQUIRE(got.height == want.height);
     CHECK(got.pixels == want.pixels);
@@ -123,7 +106,7 @@ TEST_CASE("grey, grey+alpha, palette and RGBA PNGs become RGB as PIL's convert('
 
 TEST_CASE("image folder: Keras' class and file order, extensions, hidden files, nesting") {
   TempDir d;
-  const std::string png = fixture("mode_RGB.png");
+  const std::string png = dataset_fixture("mode_RGB.png");
   // Classes in byte order: upper case before lower case, '10' before '2'.
   for (const std::string c : {"b", "B", "10", "2"}) copy_to(png, d.path / c / "x.png");
   // Nested folders: sorted by path, then files by name.
@@ -136,7 +119,7 @@ TEST_CASE("image folder: Keras' class and file order, extensions, hidden files, 
   copy_to(png, d.path / "b" / ".hidden.png");             // hidden file
   copy_to(png, d.path / "b" / ".cache" / "a.png");        // hidden folder
   copy_to(png, d.path / ".ipynb_checkpoints" / "x.png");  // hidden class folder
-  write_bytes(d.path / "loose.png", file_bytes(png));     // loose files are not classes
+  write_bytes(d.path / "loose.png", file_text(png));      // loose files are not classes
 
   FolderOptions o;
   o.height = o.width = 8;
@@ -161,11 +144,11 @@ TEST_CASE("image folder: Keras' class and file order, extensions, hidden files, 
 
 TEST_CASE("image folder: corrupt, truncated and unreadable files are skipped and reported") {
   TempDir d;
-  const std::string png = fixture("mode_RGB.png");
+  const std::string png = dataset_fixture("mode_RGB.png");
   for (int i = 0; i < 3; ++i) copy_to(png, d.path / "a" / ("ok" + std::to_string(i) + ".png"));
   copy_to(png, d.path / "b" / "ok.png");
   write_bytes(d.path / "b" / "garbage.jpg", "this is not a jpeg at all");
-  const std::string jpg = file_bytes(mt::fixtures_dir() + "/images/gradient.jpg");
+  const std::string jpg = file_text(mt::fixtures_dir() + "/images/gradient.jpg");
   write_bytes(d.path / "b" / "truncated.jpg", jpg.substr(0, jpg.size() / 2));
   write_bytes(d.path / "b" / "empty.png", "");
   fs::create_directories(d.path / "b" /
@@ -196,7 +179,7 @@ TEST_CASE("image folder: missing folder, one class, empty class and undecodable 
   mt::check_throws_with([&] { load_image_folder("/nonexistent/minicnn/data", o); },
                         {"/nonexistent/minicnn/data", "does not exist"});
   TempDir d;
-  const std::string png = fixture("mode_RGB.png");
+  const std::string png = dataset_fixture("mode_RGB.png");
   copy_to(png, d.path / "only" / "a.png");
   mt::check_throws_with([&] { load_image_folder(d.str(), o); },
                         {"1 class", "'only'", "at least two"});
@@ -237,7 +220,7 @@ TEST_CASE(
     "splits: random split is stratified, seeded and disjoint; grouped split keeps groups "
     "together") {
   TempDir d;
-  const std::string png = fixture("mode_RGB.png");
+  const std::string png = dataset_fixture("mode_RGB.png");
   // Burst photos: IMG_<time>_<k>.png, 5 bursts of 4 per class.
   for (const std::string c : {"bear", "ring"})
     for (int b = 0; b < 5; ++b)

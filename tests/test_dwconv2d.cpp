@@ -152,11 +152,7 @@ TEST_CASE("DepthwiseConv2D generic double kernels equal the reference") {
 
 namespace {
 
-double max_abs(const TensorF& t) {
-  double m = 0;
-  for (float v : t) m = std::max(m, double(std::abs(v)));
-  return m;
-}
+using mt::max_abs;
 // Normwise relative error max|a - b| / max|b|.
 double rel_inf(const TensorF& a, const TensorF& b) {
   double s = max_abs(b);

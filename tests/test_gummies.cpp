@@ -20,11 +20,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir(const std::string& tag) {
-  fs::path d =
-      fs::temp_directory_path() / ("minicnn_gummies_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d.string();
+// A path for a dataset folder that does not exist yet (the renderer creates it).
+std::string gummy_dir(const std::string& tag) {
+  return mt::temp_dir("gummies_" + tag, false);
 }
 
 std::string read_bytes(const std::string& path) {
@@ -84,17 +82,17 @@ TEST_CASE("render_gummy: unknown classes and sizes out of range are refused") {
   CHECK_THROWS_AS(render_gummy("bear", 1, 8), ConfigError);
   GummyDatasetOptions o = small_options();
   o.classes = {"bear", "bear"};
-  CHECK_THROWS_AS(render_gummy_dataset(temp_dir("bad"), o), ConfigError);
+  CHECK_THROWS_AS(render_gummy_dataset(gummy_dir("bad"), o), ConfigError);
   o = small_options();
   o.per_class = 0;
-  CHECK_THROWS_AS(render_gummy_dataset(temp_dir("bad"), o), ConfigError);
+  CHECK_THROWS_AS(render_gummy_dataset(gummy_dir("bad"), o), ConfigError);
   o = small_options();
   o.classes.clear();
-  CHECK_THROWS_AS(render_gummy_dataset(temp_dir("bad"), o), ConfigError);
+  CHECK_THROWS_AS(render_gummy_dataset(gummy_dir("bad"), o), ConfigError);
 }
 
 TEST_CASE("render_gummy_dataset: a class-folder dataset load_image_folder reads back exactly") {
-  const std::string dir = temp_dir("load");
+  const std::string dir = gummy_dir("load");
   GummyDatasetOptions o = small_options();
   o.threads = 1;
   const GummyDatasetReport r = render_gummy_dataset(dir, o);
@@ -124,7 +122,7 @@ TEST_CASE("render_gummy_dataset: a class-folder dataset load_image_folder reads 
 }
 
 TEST_CASE("render_gummy_dataset: the thread count does not change a byte") {
-  const std::string a = temp_dir("threads1"), b = temp_dir("threads3");
+  const std::string a = gummy_dir("threads1"), b = gummy_dir("threads3");
   GummyDatasetOptions o = small_options();
   o.classes = {"ring", "star", "worm"};
   o.per_class = 3;
@@ -146,7 +144,7 @@ TEST_CASE("render_gummy_dataset: the thread count does not change a byte") {
 }
 
 TEST_CASE("render_gummy_dataset: the manifest makes a second call a no-op") {
-  const std::string dir = temp_dir("again");
+  const std::string dir = gummy_dir("again");
   const GummyDatasetOptions o = small_options();
   CHECK_FALSE(render_gummy_dataset(dir, o).reused);
   const std::string file = dir + "/heart/heart_0001.png";
@@ -177,7 +175,7 @@ TEST_CASE("render_gummy_dataset: the manifest makes a second call a no-op") {
 }
 
 TEST_CASE("render_gummy_dataset: a changed option renders again and leaves no stale files") {
-  const std::string dir = temp_dir("changed");
+  const std::string dir = gummy_dir("changed");
   GummyDatasetOptions o = small_options();
   render_gummy_dataset(dir, o);
   const std::string first = read_bytes(dir + "/frog/frog_0000.png");

@@ -42,11 +42,7 @@ StepResult training_step(Sequential& net, const TensorF& x, const TensorF& dy) {
   return r;
 }
 
-double max_abs(const TensorF& t) {
-  double m = 0;
-  for (int64_t i = 0; i < t.size(); ++i) m = std::max(m, double(std::abs(t.data()[i])));
-  return m;
-}
+using mt::max_abs;
 
 // max |a - b| / max(max |b|, floor): normwise. Some gradients are zero up to rounding (the
 // beta of a BatchNormalization whose output feeds, through a linear 1x1 convolution, a

@@ -19,14 +19,8 @@ using namespace minicnn;
 
 namespace {
 
-constexpr double kGradTol = 1e-6;
-
-void require_gradcheck(LayerT<double>& layer, const TensorD& x, bool training = true,
-                       std::function<void()> before = {}) {
-  auto r = mt::check_gradients(layer, x, training, 7, 1e-6, 400, std::move(before));
-  REQUIRE(r.input_error < kGradTol);
-  REQUIRE(r.param_error < kGradTol);
-}
+using mt::kGradTol;
+using mt::require_gradcheck;
 
 // Random values kept at least `gap` away from every point in `kinks`, so central
 // differences never straddle a kink.
@@ -101,6 +95,34 @@ class AddAdapter : public LayerT<double> {
   int64_t k_ = 0, d_ = 0;
 };
 
+// What the fast batch-norm kernels take, from the batch moments m, v (eps 1e-3) and, for
+// the backward, the kernel's sums sdy = sum(dy), sdyx = sum(dy * (x - m)):
+// forward y = (x - mean) * scale + beta; dgamma = sdyx / sigma, dbeta = sdy and
+// dx = a * dy + b * (x - mean) + d (the training-mode gradient, written out by hand).
+struct BnCoefficients {
+  TensorF mean, scale, dgamma, dbeta, a, b, d;
+  BnCoefficients(const std::vector<double>& m, const std::vector<double>& v, const TensorF& gamma)
+      : mean(Shape{gamma.size()}), scale(Shape{gamma.size()}) {
+    for (int64_t c = 0; c < gamma.size(); ++c) {
+      mean[c] = float(m[c]);
+      scale[c] = float(gamma[c] / std::sqrt(v[c] + 1e-3));
+    }
+  }
+  void backward(const std::vector<double>& v, const TensorF& gamma, const std::vector<double>& sdy,
+                const std::vector<double>& sdyx, int64_t rows) {
+    const Shape s{gamma.size()};
+    dgamma = TensorF(s), dbeta = TensorF(s), a = TensorF(s), b = TensorF(s), d = TensorF(s);
+    for (int64_t c = 0; c < gamma.size(); ++c) {
+      double inv = 1.0 / std::sqrt(v[c] + 1e-3), k = gamma[c] * inv;
+      dgamma[c] = float(sdyx[c] * inv);
+      dbeta[c] = float(sdy[c]);
+      a[c] = float(k);
+      b[c] = float(-k * inv * sdyx[c] * inv / rows);
+      d[c] = float(-k * sdy[c] / rows);
+    }
+  }
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------- BatchNormalization
@@ -131,31 +153,20 @@ TEST_CASE("batchnorm fast kernels match the reference (odd channels, several thr
           CHECK(m[c] == doctest::Approx(m_ref[c]).epsilon(1e-12));
           CHECK(v[c] == doctest::Approx(v_ref[c]).epsilon(1e-12));
         }
-        TensorF mean_t(Shape{C}), scale(Shape{C}), a(Shape{C}), b(Shape{C}), d(Shape{C});
-        for (int64_t c = 0; c < C; ++c) {
-          mean_t[c] = float(m[c]);
-          scale[c] = float(gamma[c] / std::sqrt(v[c] + 1e-3));
-        }
+        BnCoefficients k(m, v, gamma);
         TensorF y(x.shape());
-        kernels::batchnorm_apply_nhwc(x.data(), rows, C, mean_t.data(), scale.data(), beta.data(),
+        kernels::batchnorm_apply_nhwc(x.data(), rows, C, k.mean.data(), k.scale.data(), beta.data(),
                                       y.data(), threads);
         CHECK(mt::max_rel_diff(y, y_ref, 1.0) < 1e-5);
         kernels::batchnorm_backward_sums_nhwc(dy.data(), x.data(), rows, C, m.data(), sdy.data(),
                                               sdyx.data(), scratch, threads);
-        TensorF dg(Shape{C}), db(Shape{C});
-        for (int64_t c = 0; c < C; ++c) {
-          double inv = 1.0 / std::sqrt(v[c] + 1e-3), k = gamma[c] * inv;
-          dg[c] = float(sdyx[c] * inv);
-          db[c] = float(sdy[c]);
-          a[c] = float(k);
-          b[c] = float(-k * inv * sdyx[c] * inv / rows);
-          d[c] = float(-k * sdy[c] / rows);
-        }
+        k.backward(v, gamma, sdy, sdyx, rows);
         TensorF dx(x.shape());
-        kernels::batchnorm_backward_apply_nhwc(dy.data(), x.data(), rows, C, mean_t.data(),
-                                               a.data(), b.data(), d.data(), dx.data(), threads);
-        CHECK(mt::max_rel_diff(dg, dg_ref, 1.0) < 1e-5);
-        CHECK(mt::max_rel_diff(db, db_ref, 1.0) < 1e-5);
+        kernels::batchnorm_backward_apply_nhwc(dy.data(), x.data(), rows, C, k.mean.data(),
+                                               k.a.data(), k.b.data(), k.d.data(), dx.data(),
+                                               threads);
+        CHECK(mt::max_rel_diff(k.dgamma, dg_ref, 1.0) < 1e-5);
+        CHECK(mt::max_rel_diff(k.dbeta, db_ref, 1.0) < 1e-5);
         CHECK(mt::max_rel_diff(dx, dx_ref, 1.0) < 1e-4);
       }
     }
@@ -193,32 +204,21 @@ TEST_CASE(
       for (int threads : {1, 2}) {
         CAPTURE(C);
         CAPTURE(threads);
-        TensorF mean_t(Shape{C}), scale(Shape{C}), a(Shape{C}), b(Shape{C}), d(Shape{C});
-        for (int64_t c = 0; c < C; ++c) {
-          mean_t[c] = float(m[c]);
-          scale[c] = float(gamma[c] / std::sqrt(v[c] + 1e-3));
-        }
+        BnCoefficients k(m, v, gamma);
         TensorF y(x.shape());
-        kernels::batchnorm_apply_nhwc(x.data(), rows, C, mean_t.data(), scale.data(), beta.data(),
+        kernels::batchnorm_apply_nhwc(x.data(), rows, C, k.mean.data(), k.scale.data(), beta.data(),
                                       y.data(), act, threads);
         CHECK(mt::max_abs_diff(y, y_ref) < 1e-5);
         std::vector<double> sdy(C), sdyx(C), scratch;
         kernels::batchnorm_backward_sums_nhwc(dy.data(), y.data(), act, x.data(), rows, C, m.data(),
                                               sdy.data(), sdyx.data(), scratch, threads);
-        TensorF dg(Shape{C}), db(Shape{C}), dx(x.shape());
-        for (int64_t c = 0; c < C; ++c) {
-          double inv = 1.0 / std::sqrt(v[c] + 1e-3), k = gamma[c] * inv;
-          dg[c] = float(sdyx[c] * inv);
-          db[c] = float(sdy[c]);
-          a[c] = float(k);
-          b[c] = float(-k * inv * sdyx[c] * inv / rows);
-          d[c] = float(-k * sdy[c] / rows);
-        }
+        k.backward(v, gamma, sdy, sdyx, rows);
+        TensorF dx(x.shape());
         kernels::batchnorm_backward_apply_nhwc(dy.data(), y.data(), act, x.data(), rows, C,
-                                               mean_t.data(), a.data(), b.data(), d.data(),
+                                               k.mean.data(), k.a.data(), k.b.data(), k.d.data(),
                                                dx.data(), threads);
-        CHECK(mt::max_rel_diff(dg, dg_ref, 1.0) < 1e-5);
-        CHECK(mt::max_rel_diff(db, db_ref, 1.0) < 1e-5);
+        CHECK(mt::max_rel_diff(k.dgamma, dg_ref, 1.0) < 1e-5);
+        CHECK(mt::max_rel_diff(k.dbeta, db_ref, 1.0) < 1e-5);
         CHECK(mt::max_rel_diff(dx, dx_ref, 1.0) < 1e-4);
       }
     }

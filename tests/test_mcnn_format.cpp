@@ -96,13 +96,7 @@ void fill_params(LayerT<T>& m, uint64_t seed) {
     for (int64_t i = 0; i < p->value.size(); ++i) p->value[i] = static_cast<T>(rng.uniform(-1, 1));
 }
 
-std::string temp_dir(const std::string& tag) {
-  fs::path d =
-      fs::temp_directory_path() / ("minicnn_mcnn_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+using mt::temp_dir;
 
 std::vector<std::string> dir_entries(const std::string& d) {
   std::vector<std::string> out;
@@ -228,7 +222,7 @@ TEST_CASE("crc32 (slicing by 8) equals zlib's and a byte-at-a-time CRC at any le
 }
 
 TEST_CASE("mcnn: write/read round trip is bit-identical for every dtype and rank") {
-  std::string d = temp_dir("rt");
+  std::string d = temp_dir("mcnn_rt");
   std::string path = d + "/w.mcnn";
   McnnFile f = sample_file();
   write_mcnn(path, f);
@@ -302,7 +296,7 @@ TEST_CASE("mcnn: kMcnnLibraryVersion matches project(VERSION) in CMakeLists.txt"
 }
 
 TEST_CASE("mcnn: a write that fails midway keeps the previous file and leaves no temporary file") {
-  std::string d = temp_dir("atomic");
+  std::string d = temp_dir("mcnn_atomic");
   std::string path = d + "/model.mcnn";
   McnnFile small;
   small.add({"a", Tensor<float>(Shape{4}, 1.f)});
@@ -595,7 +589,7 @@ TEST_CASE("mcnn: the writer refuses what it could not read back") {
 
 TEST_CASE(
     "weights: save then load restores every parameter, BN statistics included, in model order") {
-  std::string d = temp_dir("weights");
+  std::string d = temp_dir("mcnn_weights");
   auto a = tiny_model();
   fill_params(*a, 7);
   save_weights(*a, d + "/tiny.mcnn", {{"architecture", {{"name", "tiny"}}}});
@@ -724,7 +718,7 @@ TEST_CASE("mcnn: converted Keras weights from ../shared read back in C++ (conver
     std::fflush(stdout);
     std::_Exit(77);
   }
-  std::string d = temp_dir("e2e");
+  std::string d = temp_dir("mcnn_e2e");
   std::string out = d + "/a035.mcnn";
   std::string cmd = "/usr/bin/python3 '" + mt::source_dir() + "/tools/keras_h5_to_mcnn.py' -q '" +
                     mt::shared_dir() +

@@ -20,13 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir(const std::string& tag) {
-  fs::path d =
-      fs::temp_directory_path() / ("minicnn_plot_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+using mt::temp_dir;
 
 template <typename E, typename F>
 void check_error(F&& fn, std::initializer_list<std::string> fragments) {
@@ -244,7 +238,7 @@ TEST_CASE("encode_png: an RGB PNG that decodes to exactly the same pixels") {
 }
 
 TEST_CASE("curves: PNG of the asked size with both series in both panels") {
-  const std::string dir = temp_dir("curves");
+  const std::string dir = temp_dir("plot_curves");
   const Curves c = sample_curves(30);
   write_curves_png(c, dir + "/c.png");
   const Image im = decode_png_file(dir + "/c.png");
@@ -272,7 +266,7 @@ TEST_CASE("curves: PNG of the asked size with both series in both panels") {
 }
 
 TEST_CASE("curves: empty series are omitted, NaN leaves a gap, 1 and 200 epochs") {
-  const std::string dir = temp_dir("curves_gaps");
+  const std::string dir = temp_dir("plot_curves_gaps");
   Curves c = sample_curves(30);
   c.val_accuracy.clear();
   c.val_loss.clear();
@@ -308,7 +302,7 @@ TEST_CASE("curves: empty series are omitted, NaN leaves a gap, 1 and 200 epochs"
 }
 
 TEST_CASE("curves: SVG document") {
-  const std::string dir = temp_dir("curves_svg");
+  const std::string dir = temp_dir("plot_curves_svg");
   write_curves_svg(sample_curves(12), dir + "/c.svg");
   const std::vector<char> bytes = read_file_bytes(dir + "/c.svg");
   const std::string svg(bytes.begin(), bytes.end());
@@ -322,7 +316,7 @@ TEST_CASE("curves: SVG document") {
 }
 
 TEST_CASE("curves: bad arguments and unwritable paths name the file") {
-  const std::string dir = temp_dir("curves_err");
+  const std::string dir = temp_dir("plot_curves_err");
   const Curves c = sample_curves(5);
   const std::string missing = dir + "/no/such/dir/c.png";
   check_error<IoError>([&] { write_curves_png(c, missing); }, {missing});
@@ -340,7 +334,7 @@ TEST_CASE("curves: bad arguments and unwritable paths name the file") {
 }
 
 TEST_CASE("image grid: nearest-neighbour scaling to the cell, captions, odd inputs") {
-  const std::string dir = temp_dir("grid");
+  const std::string dir = temp_dir("plot_grid");
   // 2x1 image, red | green, scaled to 160x80 by nearest neighbour: 80x80 of each colour exactly
   RgbImage two = solid(2, 1, 255, 0, 0);
   two.pixels[3] = 0, two.pixels[4] = 255, two.pixels[5] = 0;
@@ -378,7 +372,7 @@ TEST_CASE("image grid: nearest-neighbour scaling to the cell, captions, odd inpu
 }
 
 TEST_CASE("confusion matrix: 12, 40 and 100 classes with long names") {
-  const std::string dir = temp_dir("confusion");
+  const std::string dir = temp_dir("plot_confusion");
   for (int n : {2, 12, 40, 100}) {
     std::vector<std::vector<int64_t>> counts(n, std::vector<int64_t>(n, 0));
     std::vector<std::string> names;
@@ -426,7 +420,7 @@ TEST_CASE("confusion matrix: 12, 40 and 100 classes with long names") {
 }
 
 TEST_CASE("report: self-contained, escaped, every data: URI is a PNG") {
-  const std::string dir = temp_dir("report");
+  const std::string dir = temp_dir("plot_report");
   const std::string evil_class = "<script>alert(1)</script>";
   const std::string evil_file = "data/x/\"&'<>.jpg";
   ReportData d;

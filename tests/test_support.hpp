@@ -7,9 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <minicnn/minicnn.hpp>
 
@@ -56,6 +60,13 @@ double max_abs_diff(const A& a, const B& b) {
   REQUIRE(a.size() == b.size());
   double m = 0;
   for (int64_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])));
+  return m;
+}
+// max |t|: the scale that normwise errors are measured against.
+template <typename A>
+double max_abs(const A& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.size(); ++i) m = std::max(m, std::abs(double(t[i])));
   return m;
 }
 // max |a-b| / max(|b|, floor): relative where values are large, absolute near zero.
@@ -182,6 +193,60 @@ inline GradCheckResult check_gradients(LayerT<double>& layer, TensorD x, bool tr
                        << ", worst param rel err " << res.param_error << " (" << res.worst_param
                        << ")");
   return res;
+}
+
+// The tolerance of every layer's finite-difference check (relative error, double precision).
+constexpr double kGradTol = 1e-6;
+
+inline void require_gradcheck(LayerT<double>& layer, const TensorD& x, bool training = true,
+                              std::function<void()> before = {}, int64_t max_points = 400) {
+  auto r = check_gradients(layer, x, training, 7, 1e-6, max_points, std::move(before));
+  REQUIRE(r.input_error < kGradTol);
+  REQUIRE(r.param_error < kGradTol);
+}
+
+// A scratch folder, removed with everything in it when the test leaves its scope. The
+// process id and a counter keep tests that run side by side (ctest -j) apart.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    static int n = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("minicnn_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  std::string str() const { return path.string(); }
+  // Temporaries an atomic write leaves if it fails midway ("name.tmp.*"); none may remain.
+  size_t temporaries() const {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(path))
+      n += e.path().filename().string().find(".tmp.") != std::string::npos;
+    return n;
+  }
+};
+
+// A fresh, empty folder "minicnn_<tag>_<pid>" under the system temp dir (or none with that
+// name when create is false), left for inspection after the test.
+inline std::string temp_dir(const std::string& tag, bool create = true) {
+  const std::filesystem::path d = std::filesystem::temp_directory_path() /
+                                  ("minicnn_" + tag + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  if (create) std::filesystem::create_directories(d);
+  return d.string();
+}
+
+inline std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Asserts that `fn` throws minicnn::Error whose message contains every fragment.

@@ -89,20 +89,7 @@ ImageFolder corner_images(int per_class, int classes, uint64_t seed) {
   return d;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() /
-           ("minicnn_train_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using mt::TempDir;
 
 // Sets a log value before the callbacks after it see the logs (scripted metric sequences).
 std::shared_ptr<LambdaCallback> script(const std::string& key, std::vector<double> values) {

@@ -20,31 +20,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() /
-           ("minicnn_faults_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  size_t temporaries() const {
-    size_t n = 0;
-    for (const auto& e : fs::directory_iterator(path))
-      n += e.path().filename().string().find(".tmp.") != std::string::npos;
-    return n;
-  }
-};
+using mt::TempDir;
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using mt::read_all;
 
 // Files may not grow past `bytes` while it lives (this process only).
 class FileSizeLimit {

@@ -28,21 +28,21 @@ tests=(test_gemm test_conv2d test_dwconv2d test_dense test_layers test_optim tes
 flags=(-std=gnu++17 -O1 -fopenmp -Wall -Wextra -Iinclude -isystem "$inc" -static
   -DMINICNN_SOURCE_DIR="\"$PWD\"" -DMINICNN_SHARED_DIR="\"$PWD/../shared\""
   -DMINICNN_BIN_DIR="\"$PWD/$out\"")
-"$cxx" "${flags[@]}" -c tests/test_main.cpp -o "$out/test_main.o"
-# -O1: the emulated run is short either way, and compiling is most of this script's time.
-# All at once (about 1 GB of memory each): the CPUs stay busy while one file waits on another.
-pids=()
-for t in "${tests[@]}"; do
-  "$cxx" "${flags[@]}" "tests/$t.cpp" "$out/test_main.o" -o "$out/$t" &
-  pids+=($!)
-done
-for p in "${pids[@]}"; do
-  wait "$p" || { echo "FAILED: cross-compiling the ARM64 tests"; exit 1; }
-done
+# One unity file: the tests share most of what they instantiate (kernels, layers), which
+# is then compiled once. -O1: the emulated run is short either way, and compiling is most
+# of this script's time.
+unity="$out/arm64_tests.cpp"
+printf '#include "%s"\n' "${tests[@]/#/$PWD/tests/}" | sed 's/"$/.cpp"/' > "$unity"
+"$cxx" "${flags[@]}" -c tests/test_main.cpp -o "$out/test_main.o" &
+main_pid=$!
+"$cxx" "${flags[@]}" -Itests -c "$unity" -o "$out/arm64_tests.o" ||
+  { echo "FAILED: cross-compiling the ARM64 tests"; exit 1; }
+wait "$main_pid" || { echo "FAILED: cross-compiling tests/test_main.cpp"; exit 1; }
+"$cxx" "${flags[@]}" "$out/arm64_tests.o" "$out/test_main.o" -o "$out/arm64_tests"
 failed=0
 for t in "${tests[@]}"; do
   echo "== $t (aarch64, $qemu) =="
-  if ! OMP_NUM_THREADS=2 "$qemu" "$out/$t" --require-isa=neon; then
+  if ! OMP_NUM_THREADS=2 "$qemu" "$out/arm64_tests" --require-isa=neon "--source-file=*/$t.cpp"; then
     echo "FAILED: $t under $qemu"
     failed=1
   fi
