@@ -27,7 +27,8 @@ void with_activation(Activation act, Body body) {
     default: return body(std::integral_constant<int, int(Activation::Linear)>());
   }
 }
-// dL/d(pre-activation) from dL/dy and y = act(pre-activation), branch-free.
+// dL/d(pre-activation) from dL/dy and v, either the pre-activation or y = act(it): both are
+// > 0 (and < 6) exactly where the activation passes. Branch-free.
 template <int A, typename T>
 inline T masked_grad(T y, T dy) {
   if constexpr (A == int(Activation::ReLU)) return y > T(0) ? dy : T(0);
@@ -73,33 +74,42 @@ void bn_reduce_rows(int64_t rows, int64_t C, int K, int chunks, std::vector<doub
 }
 }  // namespace bn_detail
 
-// Per-channel mean and BIASED variance of x[rows, C] (two passes: the second sums
-// squared deviations, which stays accurate when |mean| >> std).
-// `scratch` grows once; `threads` = 0 picks automatically.
+// Per-channel mean and BIASED variance of x[rows, C] in one pass over x: sums of d = x - s
+// and d^2 in double, with s[c] = x[0, c]. s is a sample of the same values, so the mean of d
+// is a few standard deviations at most and var = E[d^2] - E[d]^2 keeps its digits (a plain
+// E[x^2] - E[x]^2 would not when |mean| >> std). `scratch` grows once; `threads` = 0 picks
+// automatically.
 template <typename T>
 void batchnorm_moments_nhwc(const T* x, int64_t rows, int64_t C, double* mean, double* var,
                             std::vector<double>& scratch, int threads = 0) {
   const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  bn_detail::bn_reduce_rows(rows, C, 1, chunks, scratch, mean,
+  // The combined [2, C] sums live in scratch past the per-chunk partials (sized first, so
+  // that bn_reduce_rows never reallocates under them); the shift waits in `mean`.
+  const int64_t len = 2 * C;
+  if (scratch.size() < size_t(len * (chunks + 1))) scratch.resize(size_t(len * (chunks + 1)));
+  double* sums = scratch.data() + len * chunks;
+  double* shift = mean;
+  for (int64_t c = 0; c < C; ++c) shift[c] = rows > 0 ? double(x[c]) : 0.0;
+  bn_detail::bn_reduce_rows(rows, C, 2, chunks, scratch, sums,
                             [&](int64_t r0, int64_t r1, double* acc) {
+                              double* s1 = acc;
+                              double* s2 = acc + C;
                               for (int64_t r = r0; r < r1; ++r) {
                                 const T* xr = x + r * C;
-                                for (int64_t c = 0; c < C; ++c) acc[c] += double(xr[c]);
-                              }
-                            });
-  const double inv_rows = 1.0 / double(rows);
-  for (int64_t c = 0; c < C; ++c) mean[c] *= inv_rows;
-  bn_detail::bn_reduce_rows(rows, C, 1, chunks, scratch, var,
-                            [&](int64_t r0, int64_t r1, double* acc) {
-                              for (int64_t r = r0; r < r1; ++r) {
-                                const T* xr = x + r * C;
+#pragma GCC ivdep
                                 for (int64_t c = 0; c < C; ++c) {
-                                  double d = double(xr[c]) - mean[c];
-                                  acc[c] += d * d;
+                                  const double d = double(xr[c]) - shift[c];
+                                  s1[c] += d;
+                                  s2[c] += d * d;
                                 }
                               }
                             });
-  for (int64_t c = 0; c < C; ++c) var[c] *= inv_rows;
+  const double inv_rows = rows > 0 ? 1.0 / double(rows) : 0.0;
+  for (int64_t c = 0; c < C; ++c) {
+    const double md = sums[c] * inv_rows;
+    mean[c] = shift[c] + md;
+    var[c] = std::max(0.0, sums[C + c] * inv_rows - md * md);
+  }
 }
 
 // y = act((x - mean[c]) * scale[c] + shift[c]): a BatchNormalization and the ReLU / ReLU6
@@ -127,12 +137,34 @@ void batchnorm_apply_nhwc(const T* x, int64_t rows, int64_t C, const T* mean, co
   batchnorm_apply_nhwc(x, rows, C, mean, scale, shift, y, Activation::Linear, threads);
 }
 
-// Per-channel sum_dy[c] = sum_r g and sum_dy_xc[c] = sum_r g * (x - mean[c]), where g is
-// dy, or dL/d(pre-activation) when the layer applied `act` to its output y (g = dy where
-// the activation passes, else 0; y == nullptr means no activation): the two reductions of
-// the batch-norm backward pass (for gamma, beta and dx).
+// The forward of a batch norm with a fused activation, y = act((x - mean) * scale + shift):
+// its backward masks dy where the activation is flat. The mask is recomputed from x rather
+// than read from y, so the backward passes read two tensors (dy, x), not three.
 template <typename T>
-void batchnorm_backward_sums_nhwc(const T* dy, const T* y, Activation act, const T* x, int64_t rows,
+struct BnForward {
+  const T* mean = nullptr;
+  const T* scale = nullptr;
+  const T* shift = nullptr;
+  Activation act = Activation::Linear;
+};
+
+namespace bn_detail {
+// g = dy where the activation passes at pre-activation z (z recomputed as the forward
+// computed it), else 0.
+template <int A, typename T>
+inline T grad_at(const BnForward<T>& f, int64_t c, T x, T dy) {
+  if constexpr (A == int(Activation::Linear)) return dy;
+  const T z = (x - f.mean[c]) * f.scale[c] + f.shift[c];
+  return masked_grad<A>(z, dy);
+}
+}  // namespace bn_detail
+
+// Per-channel sum_dy[c] = sum_r g and sum_dy_xc[c] = sum_r g * (x - mean[c]), where g is
+// dy, or dL/d(pre-activation) when the layer applied fwd.act to its output (see BnForward):
+// the two reductions of the batch-norm backward pass (for gamma, beta and dx). `mean` is
+// the double batch mean; fwd is read only for a fused activation.
+template <typename T>
+void batchnorm_backward_sums_nhwc(const T* dy, const BnForward<T>& fwd, const T* x, int64_t rows,
                                   int64_t C, const double* mean, double* sum_dy, double* sum_dy_xc,
                                   std::vector<double>& scratch, int threads = 0) {
   const int chunks = bn_detail::bn_chunks(rows, C, threads);
@@ -141,39 +173,37 @@ void batchnorm_backward_sums_nhwc(const T* dy, const T* y, Activation act, const
   const int64_t len = 2 * C;
   if (scratch.size() < size_t(len * (chunks + 1))) scratch.resize(size_t(len * (chunks + 1)));
   double* out = scratch.data() + len * chunks;
-  if (!y) act = Activation::Linear;
-  bn_detail::with_activation(act, [&](auto a) {
+  bn_detail::with_activation(fwd.act, [&](auto a) {
     constexpr int A = decltype(a)::value;
-    bn_detail::bn_reduce_rows(rows, C, 2, chunks, scratch, out,
-                              [&](int64_t r0, int64_t r1, double* acc) {
-                                double* a1 = acc;
-                                double* a2 = acc + C;
-                                for (int64_t r = r0; r < r1; ++r) {
-                                  const T* dyr = dy + r * C;
-                                  const T* yr = A == int(Activation::Linear) ? dyr : y + r * C;
-                                  const T* xr = x + r * C;
-                                  // Masking and the double sums in one loop stay scalar
-                                  // (GCC turns the select into branches there), 6x slower:
-                                  // mask a block into `g` first, then sum.
-                                  constexpr int64_t kBlock = 256;
-                                  T g[kBlock];
-                                  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
-                                    const int64_t nc = std::min(kBlock, C - c0);
-                                    for (int64_t j = 0; j < nc; ++j)
-                                      g[j] = bn_detail::masked_grad<A>(yr[c0 + j], dyr[c0 + j]);
-                                    double* s1 = a1 + c0;
-                                    double* s2 = a2 + c0;
-                                    const T* xc = xr + c0;
-                                    const double* mc = mean + c0;
+    bn_detail::bn_reduce_rows(
+        rows, C, 2, chunks, scratch, out, [&](int64_t r0, int64_t r1, double* acc) {
+          double* a1 = acc;
+          double* a2 = acc + C;
+          for (int64_t r = r0; r < r1; ++r) {
+            const T* dyr = dy + r * C;
+            const T* xr = x + r * C;
+            // Masking and the double sums in one loop stay scalar
+            // (GCC turns the select into branches there), 6x slower:
+            // mask a block into `g` first, then sum.
+            constexpr int64_t kBlock = 256;
+            T g[kBlock];
+            for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+              const int64_t nc = std::min(kBlock, C - c0);
+              for (int64_t j = 0; j < nc; ++j)
+                g[j] = bn_detail::grad_at<A>(fwd, c0 + j, xr[c0 + j], dyr[c0 + j]);
+              double* s1 = a1 + c0;
+              double* s2 = a2 + c0;
+              const T* xc = xr + c0;
+              const double* mc = mean + c0;
 #pragma GCC ivdep
-                                    for (int64_t j = 0; j < nc; ++j) {
-                                      const double d = double(g[j]);
-                                      s1[j] += d;
-                                      s2[j] += d * (double(xc[j]) - mc[j]);
-                                    }
-                                  }
-                                }
-                              });
+              for (int64_t j = 0; j < nc; ++j) {
+                const double d = double(g[j]);
+                s1[j] += d;
+                s2[j] += d * (double(xc[j]) - mc[j]);
+              }
+            }
+          }
+        });
   });
   std::copy(out, out + C, sum_dy);
   std::copy(out + C, out + len, sum_dy_xc);
@@ -182,36 +212,36 @@ template <typename T>
 void batchnorm_backward_sums_nhwc(const T* dy, const T* x, int64_t rows, int64_t C,
                                   const double* mean, double* sum_dy, double* sum_dy_xc,
                                   std::vector<double>& scratch, int threads = 0) {
-  batchnorm_backward_sums_nhwc<T>(dy, nullptr, Activation::Linear, x, rows, C, mean, sum_dy,
-                                  sum_dy_xc, scratch, threads);
+  batchnorm_backward_sums_nhwc<T>(dy, BnForward<T>{}, x, rows, C, mean, sum_dy, sum_dy_xc, scratch,
+                                  threads);
 }
 
-// dx = a[c] * g + b[c] * (x - mean[c]) + d[c]; with x == nullptr, dx = a[c] * g
-// (inference mode). g is dy, or dy masked by the activation the layer applied to its
-// output y (see batchnorm_backward_sums_nhwc). dx may alias dy.
+// Training mode: dx = a[c] * g + b[c] * (x - fwd.mean[c]) + d[c]. Inference mode (b and d
+// null): dx = a[c] * g. g is dy, or dy masked by the fused activation (see BnForward), for
+// which x is read. dx may alias dy.
 template <typename T>
-void batchnorm_backward_apply_nhwc(const T* dy, const T* y, Activation act, const T* x,
-                                   int64_t rows, int64_t C, const T* mean, const T* a, const T* b,
-                                   const T* d, T* dx, int threads = 0) {
+void batchnorm_backward_apply_nhwc(const T* dy, const BnForward<T>& fwd, const T* x, int64_t rows,
+                                   int64_t C, const T* a, const T* b, const T* d, T* dx,
+                                   int threads = 0) {
   const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  if (!y) act = Activation::Linear;
-  bn_detail::with_activation(act, [&](auto tag) {
+  const T* mean = fwd.mean;
+  bn_detail::with_activation(fwd.act, [&](auto tag) {
     constexpr int A = decltype(tag)::value;
     parallel_ranges(rows, chunks, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* dyr = dy + r * C;
-        const T* yr = A == int(Activation::Linear) ? dyr : y + r * C;
+        const T* xr = x + r * C;
         T* dxr = dx + r * C;
-        if (!x) {
+        if (!b) {
 #pragma GCC ivdep
-          for (int64_t c = 0; c < C; ++c) dxr[c] = a[c] * bn_detail::masked_grad<A>(yr[c], dyr[c]);
+          for (int64_t c = 0; c < C; ++c)
+            dxr[c] = a[c] * bn_detail::grad_at<A>(fwd, c, xr[c], dyr[c]);
           continue;
         }
-        const T* xr = x + r * C;
 #pragma GCC ivdep
         for (int64_t c = 0; c < C; ++c)
           dxr[c] =
-              a[c] * bn_detail::masked_grad<A>(yr[c], dyr[c]) + b[c] * (xr[c] - mean[c]) + d[c];
+              a[c] * bn_detail::grad_at<A>(fwd, c, xr[c], dyr[c]) + b[c] * (xr[c] - mean[c]) + d[c];
       }
     });
   });
@@ -219,8 +249,9 @@ void batchnorm_backward_apply_nhwc(const T* dy, const T* y, Activation act, cons
 template <typename T>
 void batchnorm_backward_apply_nhwc(const T* dy, const T* x, int64_t rows, int64_t C, const T* mean,
                                    const T* a, const T* b, const T* d, T* dx, int threads = 0) {
-  batchnorm_backward_apply_nhwc<T>(dy, nullptr, Activation::Linear, x, rows, C, mean, a, b, d, dx,
-                                   threads);
+  BnForward<T> fwd;
+  fwd.mean = mean;
+  batchnorm_backward_apply_nhwc<T>(dy, fwd, x, rows, C, a, b, d, dx, threads);
 }
 
 }  // namespace kernels

@@ -151,13 +151,17 @@ class BatchNormalizationT : public LayerT<T> {
     const bool param_grads = this->trainable_ && (gamma_ || beta_);
     if (!need_input_grad && !param_grads) return this->empty_;
     if (need_input_grad) this->input_grad_tensor(x.shape());
-    const T* y = activation_ == Activation::Linear ? nullptr : this->output_.data();
+    // The forward as it ran: the backward recomputes the fused activation's mask from x.
+    kernels::BnForward<T> fwd;
+    fwd.mean = mean_t_.data();
+    fwd.scale = scale_t_.data();
+    fwd.shift = shift_t_.data();
+    fwd.act = activation_;
 
     if (train) {
       // Batch statistics from the forward: dx flows through mean and variance too.
-      kernels::batchnorm_backward_sums_nhwc(dy.data(), y, activation_, x.data(), rows, C,
-                                            mean_.data(), sum_dy_.data(), sum_dy_xc_.data(),
-                                            scratch_);
+      kernels::batchnorm_backward_sums_nhwc(dy.data(), fwd, x.data(), rows, C, mean_.data(),
+                                            sum_dy_.data(), sum_dy_xc_.data(), scratch_);
       const double m = double(rows);
       for (int64_t c = 0; c < C; ++c) {
         double inv = 1.0 / std::sqrt(var_[c] + epsilon_);
@@ -172,13 +176,12 @@ class BatchNormalizationT : public LayerT<T> {
         d_t_[c] = T(-k * sum_dy_[c] / m);
       }
       if (need_input_grad)
-        kernels::batchnorm_backward_apply_nhwc(dy.data(), y, activation_, x.data(), rows, C,
-                                               mean_t_.data(), a_t_.data(), b_t_.data(),
-                                               d_t_.data(), this->dinput_.data());
+        kernels::batchnorm_backward_apply_nhwc(dy.data(), fwd, x.data(), rows, C, a_t_.data(),
+                                               b_t_.data(), d_t_.data(), this->dinput_.data());
     } else {
       if (param_grads) {
         for (int64_t c = 0; c < C; ++c) moving_mean_d_[c] = double(moving_mean_->value[c]);
-        kernels::batchnorm_backward_sums_nhwc(dy.data(), y, activation_, x.data(), rows, C,
+        kernels::batchnorm_backward_sums_nhwc(dy.data(), fwd, x.data(), rows, C,
                                               moving_mean_d_.data(), sum_dy_.data(),
                                               sum_dy_xc_.data(), scratch_);
         for (int64_t c = 0; c < C; ++c) {
@@ -188,8 +191,8 @@ class BatchNormalizationT : public LayerT<T> {
         }
       }
       if (need_input_grad)  // scale_t_ holds gamma / sqrt(moving_var + eps) from the forward
-        kernels::batchnorm_backward_apply_nhwc<T>(dy.data(), y, activation_, nullptr, rows, C,
-                                                  nullptr, scale_t_.data(), nullptr, nullptr,
+        kernels::batchnorm_backward_apply_nhwc<T>(dy.data(), fwd, x.data(), rows, C,
+                                                  scale_t_.data(), nullptr, nullptr,
                                                   this->dinput_.data());
     }
     return need_input_grad ? this->dinput_ : this->empty_;
