@@ -3,6 +3,8 @@
 // runs over c and vectorises; OpenMP splits the rows. Reductions keep one
 // partial per thread chunk (in double, since rows reach ~10^5 in MobileNetV2)
 // and combine them in a fixed order, so a result depends only on the chunk count.
+// The float kernels are compiled once per instruction set (batchnorm_body.inl) and picked
+// at run time like the others; double (gradient checks) runs the baseline copy.
 // Specification: kernels/ref/batchnorm.hpp.
 #pragma once
 #include <algorithm>
@@ -10,8 +12,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "../core/cpu.hpp"
 #include "../core/parallel.hpp"
 #include "activation.hpp"
+#include "dispatch.hpp"
 
 namespace minicnn {
 namespace kernels {
@@ -74,69 +78,6 @@ void bn_reduce_rows(int64_t rows, int64_t C, int K, int chunks, std::vector<doub
 }
 }  // namespace bn_detail
 
-// Per-channel mean and BIASED variance of x[rows, C] in one pass over x: sums of d = x - s
-// and d^2 in double, with s[c] = x[0, c]. s is a sample of the same values, so the mean of d
-// is a few standard deviations at most and var = E[d^2] - E[d]^2 keeps its digits (a plain
-// E[x^2] - E[x]^2 would not when |mean| >> std). `scratch` grows once; `threads` = 0 picks
-// automatically.
-template <typename T>
-void batchnorm_moments_nhwc(const T* x, int64_t rows, int64_t C, double* mean, double* var,
-                            std::vector<double>& scratch, int threads = 0) {
-  const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  // The combined [2, C] sums live in scratch past the per-chunk partials (sized first, so
-  // that bn_reduce_rows never reallocates under them); the shift waits in `mean`.
-  const int64_t len = 2 * C;
-  if (scratch.size() < size_t(len * (chunks + 1))) scratch.resize(size_t(len * (chunks + 1)));
-  double* sums = scratch.data() + len * chunks;
-  double* shift = mean;
-  for (int64_t c = 0; c < C; ++c) shift[c] = rows > 0 ? double(x[c]) : 0.0;
-  bn_detail::bn_reduce_rows(rows, C, 2, chunks, scratch, sums,
-                            [&](int64_t r0, int64_t r1, double* acc) {
-                              double* s1 = acc;
-                              double* s2 = acc + C;
-                              for (int64_t r = r0; r < r1; ++r) {
-                                const T* xr = x + r * C;
-#pragma GCC ivdep
-                                for (int64_t c = 0; c < C; ++c) {
-                                  const double d = double(xr[c]) - shift[c];
-                                  s1[c] += d;
-                                  s2[c] += d * d;
-                                }
-                              }
-                            });
-  const double inv_rows = rows > 0 ? 1.0 / double(rows) : 0.0;
-  for (int64_t c = 0; c < C; ++c) {
-    const double md = sums[c] * inv_rows;
-    mean[c] = shift[c] + md;
-    var[c] = std::max(0.0, sums[C + c] * inv_rows - md * md);
-  }
-}
-
-// y = act((x - mean[c]) * scale[c] + shift[c]): a BatchNormalization and the ReLU / ReLU6
-// after it in one pass. Subtracting the mean before scaling (rather than folding it into
-// shift) keeps float precision when |mean| >> std. y may alias x.
-template <typename T>
-void batchnorm_apply_nhwc(const T* x, int64_t rows, int64_t C, const T* mean, const T* scale,
-                          const T* shift, T* y, Activation act, int threads = 0) {
-  const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  bn_detail::with_activation(act, [&](auto a) {
-    constexpr int A = decltype(a)::value;
-    parallel_ranges(rows, chunks, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* xr = x + r * C;
-        T* yr = y + r * C;
-        for (int64_t c = 0; c < C; ++c)
-          yr[c] = bn_detail::activated<A>((xr[c] - mean[c]) * scale[c] + shift[c]);
-      }
-    });
-  });
-}
-template <typename T>
-void batchnorm_apply_nhwc(const T* x, int64_t rows, int64_t C, const T* mean, const T* scale,
-                          const T* shift, T* y, int threads = 0) {
-  batchnorm_apply_nhwc(x, rows, C, mean, scale, shift, y, Activation::Linear, threads);
-}
-
 // The forward of a batch norm with a fused activation, y = act((x - mean) * scale + shift):
 // its backward masks dy where the activation is flat. The mask is recomputed from x rather
 // than read from y, so the backward passes read two tensors (dy, x), not three.
@@ -159,6 +100,49 @@ inline T grad_at(const BnForward<T>& f, int64_t c, T x, T dy) {
 }
 }  // namespace bn_detail
 
+}  // namespace kernels
+}  // namespace minicnn
+
+#define MINICNN_ISA_BODY "batchnorm_body.inl"
+#include "for_each_isa.inl"
+#undef MINICNN_ISA_BODY
+
+namespace minicnn {
+namespace kernels {
+
+// Per-channel mean and BIASED variance of x[rows, C] in one pass over x: sums of d = x - s
+// and d^2 in double, with s[c] = x[0, c]. s is a sample of the same values, so the mean of d
+// is a few standard deviations at most and var = E[d^2] - E[d]^2 keeps its digits (a plain
+// E[x^2] - E[x]^2 would not when |mean| >> std). `scratch` grows once; `threads` = 0 picks
+// automatically.
+template <typename T>
+void batchnorm_moments_nhwc(const T* x, int64_t rows, int64_t C, double* mean, double* var,
+                            std::vector<double>& scratch, int threads = 0) {
+  if constexpr (std::is_same_v<T, float>) {
+    MINICNN_DISPATCH(active_isa(), bn_isa::moments(x, rows, C, mean, var, scratch, threads))
+  } else {  // double (gradient checks): the baseline copy
+    isa_portable::bn_isa::moments(x, rows, C, mean, var, scratch, threads);
+  }
+}
+
+// y = act((x - mean[c]) * scale[c] + shift[c]): a BatchNormalization and the ReLU / ReLU6
+// after it in one pass. Subtracting the mean before scaling (rather than folding it into
+// shift) keeps float precision when |mean| >> std. y may alias x.
+template <typename T>
+void batchnorm_apply_nhwc(const T* x, int64_t rows, int64_t C, const T* mean, const T* scale,
+                          const T* shift, T* y, Activation act, int threads = 0) {
+  if constexpr (std::is_same_v<T, float>) {
+    MINICNN_DISPATCH(active_isa(), bn_isa::apply(x, rows, C, mean, scale, shift, y, act, threads))
+  } else {  // double (gradient checks): the baseline copy
+    isa_portable::bn_isa::apply(x, rows, C, mean, scale, shift, y, act, threads);
+  }
+}
+template <typename T>
+void batchnorm_apply_nhwc(const T* x, int64_t rows, int64_t C, const T* mean, const T* scale,
+                          const T* shift, T* y, int threads = 0) {
+  batchnorm_apply_nhwc(x, rows, C, mean, scale, shift, y, Activation::Linear, threads);
+}
+
 // Per-channel sum_dy[c] = sum_r g and sum_dy_xc[c] = sum_r g * (x - mean[c]), where g is
 // dy, or dL/d(pre-activation) when the layer applied fwd.act to its output (see BnForward):
 // the two reductions of the batch-norm backward pass (for gamma, beta and dx). `mean` is
@@ -167,46 +151,13 @@ template <typename T>
 void batchnorm_backward_sums_nhwc(const T* dy, const BnForward<T>& fwd, const T* x, int64_t rows,
                                   int64_t C, const double* mean, double* sum_dy, double* sum_dy_xc,
                                   std::vector<double>& scratch, int threads = 0) {
-  const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  // The combined [2, C] result lives in scratch past the per-chunk partials; sizing
-  // it first means bn_reduce_rows never reallocates under `out`.
-  const int64_t len = 2 * C;
-  if (scratch.size() < size_t(len * (chunks + 1))) scratch.resize(size_t(len * (chunks + 1)));
-  double* out = scratch.data() + len * chunks;
-  bn_detail::with_activation(fwd.act, [&](auto a) {
-    constexpr int A = decltype(a)::value;
-    bn_detail::bn_reduce_rows(
-        rows, C, 2, chunks, scratch, out, [&](int64_t r0, int64_t r1, double* acc) {
-          double* a1 = acc;
-          double* a2 = acc + C;
-          for (int64_t r = r0; r < r1; ++r) {
-            const T* dyr = dy + r * C;
-            const T* xr = x + r * C;
-            // Masking and the double sums in one loop stay scalar
-            // (GCC turns the select into branches there), 6x slower:
-            // mask a block into `g` first, then sum.
-            constexpr int64_t kBlock = 256;
-            T g[kBlock];
-            for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
-              const int64_t nc = std::min(kBlock, C - c0);
-              for (int64_t j = 0; j < nc; ++j)
-                g[j] = bn_detail::grad_at<A>(fwd, c0 + j, xr[c0 + j], dyr[c0 + j]);
-              double* s1 = a1 + c0;
-              double* s2 = a2 + c0;
-              const T* xc = xr + c0;
-              const double* mc = mean + c0;
-#pragma GCC ivdep
-              for (int64_t j = 0; j < nc; ++j) {
-                const double d = double(g[j]);
-                s1[j] += d;
-                s2[j] += d * (double(xc[j]) - mc[j]);
-              }
-            }
-          }
-        });
-  });
-  std::copy(out, out + C, sum_dy);
-  std::copy(out + C, out + len, sum_dy_xc);
+  if constexpr (std::is_same_v<T, float>) {
+    MINICNN_DISPATCH(active_isa(), bn_isa::backward_sums(dy, fwd, x, rows, C, mean, sum_dy,
+                                                         sum_dy_xc, scratch, threads))
+  } else {  // double (gradient checks): the baseline copy
+    isa_portable::bn_isa::backward_sums(dy, fwd, x, rows, C, mean, sum_dy, sum_dy_xc, scratch,
+                                        threads);
+  }
 }
 template <typename T>
 void batchnorm_backward_sums_nhwc(const T* dy, const T* x, int64_t rows, int64_t C,
@@ -223,28 +174,12 @@ template <typename T>
 void batchnorm_backward_apply_nhwc(const T* dy, const BnForward<T>& fwd, const T* x, int64_t rows,
                                    int64_t C, const T* a, const T* b, const T* d, T* dx,
                                    int threads = 0) {
-  const int chunks = bn_detail::bn_chunks(rows, C, threads);
-  const T* mean = fwd.mean;
-  bn_detail::with_activation(fwd.act, [&](auto tag) {
-    constexpr int A = decltype(tag)::value;
-    parallel_ranges(rows, chunks, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* dyr = dy + r * C;
-        const T* xr = x + r * C;
-        T* dxr = dx + r * C;
-        if (!b) {
-#pragma GCC ivdep
-          for (int64_t c = 0; c < C; ++c)
-            dxr[c] = a[c] * bn_detail::grad_at<A>(fwd, c, xr[c], dyr[c]);
-          continue;
-        }
-#pragma GCC ivdep
-        for (int64_t c = 0; c < C; ++c)
-          dxr[c] =
-              a[c] * bn_detail::grad_at<A>(fwd, c, xr[c], dyr[c]) + b[c] * (xr[c] - mean[c]) + d[c];
-      }
-    });
-  });
+  if constexpr (std::is_same_v<T, float>) {
+    MINICNN_DISPATCH(active_isa(),
+                     bn_isa::backward_apply(dy, fwd, x, rows, C, a, b, d, dx, threads))
+  } else {  // double (gradient checks): the baseline copy
+    isa_portable::bn_isa::backward_apply(dy, fwd, x, rows, C, a, b, d, dx, threads);
+  }
 }
 template <typename T>
 void batchnorm_backward_apply_nhwc(const T* dy, const T* x, int64_t rows, int64_t C, const T* mean,
