@@ -1,6 +1,7 @@
 // Layers other than convolutions: BatchNormalization (fast kernels vs reference,
 // moving statistics, training / inference / frozen gradients), ReLU / ReLU6,
-// Softmax, ZeroPadding2D, GlobalAveragePooling2D, Dropout, Flatten and Add.
+// Softmax, ZeroPadding2D (and the convolutions that pad for it inside a Sequential),
+// GlobalAveragePooling2D, Dropout, Flatten and Add.
 // Every layer passes a double-precision finite-difference gradient check.
 #include "test_support.hpp"
 
@@ -10,6 +11,8 @@
 #include <minicnn/layers/activation.hpp>
 #include <minicnn/layers/add.hpp>
 #include <minicnn/layers/batch_norm.hpp>
+#include <minicnn/layers/conv2d.hpp>
+#include <minicnn/layers/depthwise_conv2d.hpp>
 #include <minicnn/layers/dropout.hpp>
 #include <minicnn/layers/flatten.hpp>
 #include <minicnn/layers/pooling.hpp>
@@ -553,6 +556,101 @@ TEST_CASE("ZeroPadding2D places the input and pads asymmetrically") {
   require_gradcheck(padd, mt::random_tensor<double>(Shape{2, 5, 3, 3}, rng));
   ZeroPadding2DT<double> pad_mnv2("block_1_pad", 0, 1, 0, 1);
   require_gradcheck(pad_mnv2, mt::random_tensor<double>(Shape{3, 4, 6, 2}, rng));
+}
+
+// [pad, conv] in a Sequential against the same layers run one by one (the convolution then
+// reads the padded copy), for both convolution kinds, with the pad first or after a layer
+// that needs dL/dx, in training and inference, and folded for inference afterwards.
+TEST_CASE("Sequential: a 'valid' convolution pads its own input in place of its ZeroPadding2D") {
+  struct Case {
+    Shape in;
+    int64_t top, bottom, left, right, stride;
+    bool folds;
+  };
+  const Case cases[] = {
+      {{8, 8, 5}, 0, 1, 0, 1, 2, true},   // MobileNetV2's correct_pad on an even size
+      {{7, 9, 5}, 1, 1, 1, 1, 2, true},   // odd sizes: TF 'same' pads 1 on each side
+      {{6, 5, 5}, 1, 1, 1, 1, 1, true},   // stride 1
+      {{8, 8, 5}, 1, 2, 0, 1, 2, false},  // not what 'same' would do: the pad layer runs
+  };
+  auto conv = [](bool depthwise, const std::string& name,
+                 int64_t stride) -> std::unique_ptr<Layer> {
+    if (depthwise)
+      return std::make_unique<DepthwiseConv2D>(name, 3, stride, Padding::Valid, true,
+                                               Activation::ReLU6);
+    return std::make_unique<Conv2D>(name, 4, 3, stride, Padding::Valid, true);
+  };
+  Rng rng(17);
+  for (const Case& c : cases)
+    for (bool depthwise : {true, false})
+      for (bool pad_first : {true, false})
+        for (bool training : {true, false}) {
+          CAPTURE(c.in.str());
+          CAPTURE(c.top);
+          CAPTURE(depthwise);
+          CAPTURE(pad_first);
+          CAPTURE(training);
+          Sequential seq("seq");
+          Layer* pre = pad_first ? nullptr : &seq.add<Conv2D>("pre", 5, 1, 1, Padding::Valid, true);
+          auto& pad = seq.add<ZeroPadding2D>("pad", c.top, c.bottom, c.left, c.right);
+          Layer& cv = seq.add(conv(depthwise, "conv", c.stride));
+          seq.build(c.in);
+          CHECK(cv.absorbed_previous() == (c.folds ? &pad : nullptr));
+          // The same layers, alone: nothing absorbed.
+          Conv2D pre2("pre2", 5, 1, 1, Padding::Valid, true);
+          ZeroPadding2D pad2("pad2", c.top, c.bottom, c.left, c.right);
+          auto cv2 = conv(depthwise, "conv2", c.stride);
+          if (pre) pre2.build(c.in);
+          cv2->build(pad.output_shape());
+          auto params = seq.parameters();
+          std::vector<Parameter*> params2 = cv2->parameters();
+          if (pre) {
+            std::vector<Parameter*> pre_params = pre2.parameters();
+            params2.insert(params2.begin(), pre_params.begin(), pre_params.end());
+          }
+          REQUIRE(params.size() == params2.size());
+          for (size_t i = 0; i < params.size(); ++i) {
+            for (auto& v : params[i]->value) v = float(rng.uniform(-1, 1));
+            params2[i]->value = params[i]->value;
+          }
+          const TensorF x = mt::random_tensor<float>(c.in.with_leading(3), rng, -2.0, 2.0);
+          const TensorF y = seq.forward(x, training);
+          const TensorF h = pre ? pre2.forward(x, training) : x;
+          const TensorF y_ref = cv2->forward(pad2.forward(h.view(), training).view(), training);
+          REQUIRE(y.shape() == y_ref.shape());
+          CHECK(mt::max_rel_diff(y, y_ref, 1.0) < 1e-6);
+
+          const TensorF dy = mt::random_tensor<float>(y.shape(), rng);
+          seq.zero_grad();
+          cv2->zero_grad();
+          pre2.zero_grad();
+          const TensorF dx = seq.backward(dy);
+          TensorF dx_ref = pad2.backward(cv2->backward(dy).view());
+          if (pre) dx_ref = pre2.backward(dx_ref.view());
+          REQUIRE(dx.shape() == x.shape());
+          CHECK(mt::max_rel_diff(dx, dx_ref, 1.0) < 1e-5);
+          for (size_t i = 0; i < params.size(); ++i)
+            CHECK(mt::max_rel_diff(params[i]->grad, params2[i]->grad, 1.0) < 1e-5);
+
+          if (!training) {  // inference folding drops the pad layer for good
+            seq.fold_for_inference();
+            CHECK(mt::max_rel_diff(seq.forward(x, false), y_ref, 1.0) < 1e-6);
+          }
+        }
+
+  // Finite differences through the absorbed padding (double precision).
+  for (bool depthwise : {true, false}) {
+    CAPTURE(depthwise);
+    SequentialT<double> seq("seq_d");
+    seq.add<ZeroPadding2DT<double>>("pad", 1, 1, 1, 1);
+    if (depthwise)
+      seq.add<DepthwiseConv2DT<double>>("conv", 3, 2, Padding::Valid, true);
+    else
+      seq.add<Conv2DT<double>>("conv", 3, 3, 2, Padding::Valid, true);
+    seq.build(Shape{5, 7, 3});
+    REQUIRE(seq.layers()[1]->absorbed_previous() == seq.layers()[0]);
+    require_gradcheck(seq, mt::random_tensor<double>(Shape{2, 5, 7, 3}, rng));
+  }
 }
 
 // ---------------------------------------------------------------- GlobalAveragePooling2D

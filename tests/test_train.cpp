@@ -182,6 +182,40 @@ TEST_CASE("the frozen prefix runs folded and cached: same outputs as the unfolde
   CHECK(g2.boundary() == 9);  // stops at the Dropout, which is random in training
 }
 
+TEST_CASE("a frozen prefix stops before a ZeroPadding2D that the convolution after it absorbs") {
+  set_global_seed(11);
+  Sequential net("net");
+  auto& pre = net.add<Conv2D>("pre", 6, 1, 1, Padding::Valid, true);
+  auto& pad = net.add<ZeroPadding2D>("pad", 0, 1, 0, 1);
+  auto& dw = net.add<DepthwiseConv2D>("dw", 3, 2, Padding::Valid, true);
+  auto& gap = net.add<GlobalAveragePooling2D>("gap");
+  auto& out = net.add<Dense>("out", 3, DenseOptions{"softmax"});
+  net.build(Shape{10, 8, 4});
+  pre.set_trainable(false);
+  REQUIRE(dw.absorbed_previous() == &pad);
+  TrainingGraph g;
+  g.prepare(net);
+  CHECK(g.has_prefix());
+  CHECK(g.boundary() == 1);  // the pad goes with the layer that pads for it
+  CHECK(g.rest_input_shape() == Shape{10, 8, 6});
+  Rng r(5);
+  const TensorF x = mt::random_tensor<float>(Shape{3, 10, 8, 4}, r);
+  const TensorF dz = mt::random_tensor<float>(Shape{3, 3}, r);
+  g.zero_grad();
+  const TensorF y = g.forward(x, true);
+  g.backward(dz, /*from_logits=*/true);
+  const TensorF dw_grad = dw.kernel().grad, out_grad = out.parameters()[0]->grad;
+  // The same layers one by one, the depthwise one reading the padded copy.
+  const TensorF h = pad.forward(pre.forward(x, false).view(), false);
+  const TensorF y_ref =
+      out.forward(gap.forward(dw.forward(h.view(), true).view(), true).view(), true);
+  CHECK(mt::max_rel_diff(y, y_ref, 1.0) < 1e-6);
+  g.zero_grad();
+  dw.backward(gap.backward(out.backward_from_logits(dz.view()).view()).view(), false);
+  CHECK(mt::max_rel_diff(dw.kernel().grad, dw_grad, 1.0) < 1e-5);
+  CHECK(mt::max_rel_diff(out.parameters()[0]->grad, out_grad, 1.0) < 1e-5);
+}
+
 TEST_CASE("frozen-prefix training: cached features and per-step forward give the same run") {
   ImageFolder d = corner_images(10, 4, 1);
   auto run = [&](bool cache) {

@@ -16,6 +16,7 @@
 #include "../kernels/conv_geometry.hpp"
 #include "initializers.hpp"
 #include "layer.hpp"
+#include "zero_padding2d.hpp"
 
 namespace minicnn {
 
@@ -82,8 +83,16 @@ class Conv2DT : public LayerT<T> {
       return false;
     padding_ = Padding::Same;
     this->input_shape_ = in;
+    own_padding_.clear();
     return true;
   }
+
+  // Training-time absorption of the ZeroPadding2D before this layer (AbsorbedPaddingT).
+  bool absorb_previous(LayerT<T>* previous) override {
+    return this->built_ &&
+           own_padding_.absorb(previous, this->input_shape_, kh_, kw_, sh_, sw_, padding_);
+  }
+  LayerT<T>* absorbed_previous() const override { return own_padding_.layer(); }
 
   ParameterT<T>& kernel() {
     if (!kernel_) throw Error("Conv2D '" + this->name_ + "': kernel() called before build");
@@ -123,13 +132,19 @@ class Conv2DT : public LayerT<T> {
     return Shape{oh, ow, filters_};
   }
 
-  ConvGeometry geometry(int64_t batch) const {
+  // The geometry of a batch of shape `x`: padded as built, or the unpadded input of an
+  // absorbed ZeroPadding2D, padded 'same' inside the kernel.
+  ConvGeometry geometry_for(const Shape& x) const {
+    if (own_padding_.is_unpadded(x))
+      return make_conv_geometry(x[0], x[1], x[2], x[3], filters_, kh_, kw_, sh_, sw_,
+                                Padding::Same);
     const Shape& in = this->input_shape_;
-    return make_conv_geometry(batch, in[0], in[1], in[2], filters_, kh_, kw_, sh_, sw_, padding_);
+    return make_conv_geometry(x[0], in[0], in[1], in[2], filters_, kh_, kw_, sh_, sw_, padding_);
   }
+  const Shape* alternative_input_shape() const override { return own_padding_.input_shape(); }
 
   const Tensor<T>& forward_impl(ConstView<T> x, bool /*training*/) override {
-    ConvGeometry g = geometry(x.dim(0));
+    ConvGeometry g = geometry_for(x.shape());
     this->output_.resize(this->output_shape_.with_leading(g.n));
     kernels::conv2d_forward<T>(g, x.data(), kernel_->value.data(),
                                use_bias_ ? bias_->value.data() : nullptr, activation_,
@@ -150,7 +165,7 @@ class Conv2DT : public LayerT<T> {
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     bool param_grads = this->trainable_ && kernel_->trainable;
     if (!param_grads && !need_input_grad) return this->empty_;
-    ConvGeometry g = geometry(dy.dim(0));
+    ConvGeometry g = geometry_for(this->input_.shape());
     const T* dz = this->preactivation_grad(activation_, dy, dz_);
     T* dx = this->input_grad_buffer(need_input_grad);
     T* dw = param_grads ? kernel_->grad.data() : nullptr;
@@ -170,6 +185,7 @@ class Conv2DT : public LayerT<T> {
   Tensor<T> dz_;                // dL/d(pre-activation) when the activation is not linear
   kernels::PackedB<T> packed_;  // the kernel as GEMM panels, once folded for inference
   bool packed_valid_ = false;
+  AbsorbedPaddingT<T> own_padding_;
 };
 
 using Conv2D = Conv2DT<float>;

@@ -14,6 +14,7 @@
 #include "../kernels/dwconv2d.hpp"
 #include "initializers.hpp"
 #include "layer.hpp"
+#include "zero_padding2d.hpp"
 
 namespace minicnn {
 
@@ -94,13 +95,28 @@ class DepthwiseConv2DT : public LayerT<T> {
       return false;
     padding_ = Padding::Same;
     this->input_shape_ = in;
+    own_padding_.clear();
     return true;
   }
+
+  // Training-time absorption of the ZeroPadding2D before this layer (AbsorbedPaddingT).
+  bool absorb_previous(LayerT<T>* previous) override {
+    return this->built_ &&
+           own_padding_.absorb(previous, this->input_shape_, kh_, kw_, sh_, sw_, padding_);
+  }
+  LayerT<T>* absorbed_previous() const override { return own_padding_.layer(); }
 
   // The geometry of a batch of n inputs (valid after build).
   ConvGeometry geometry(int64_t n) const {
     return make_conv_geometry(n, this->input_shape_[0], this->input_shape_[1], channels_, channels_,
                               kh_, kw_, sh_, sw_, padding_);
+  }
+  // The geometry of a batch of shape `x`: padded as built, or the unpadded input of an
+  // absorbed ZeroPadding2D, padded 'same' inside the kernel.
+  ConvGeometry geometry_for(const Shape& x) const {
+    if (!own_padding_.is_unpadded(x)) return geometry(x[0]);
+    return make_conv_geometry(x[0], x[1], x[2], channels_, channels_, kh_, kw_, sh_, sw_,
+                              Padding::Same);
   }
 
  protected:
@@ -127,7 +143,7 @@ class DepthwiseConv2DT : public LayerT<T> {
   }
 
   const Tensor<T>& forward_impl(ConstView<T> x, bool) override {
-    const ConvGeometry g = geometry(x.dim(0));
+    const ConvGeometry g = geometry_for(x.shape());
     this->output_.resize(this->output_shape_.with_leading(g.n));
     kernels::dwconv2d_nhwc_forward<T>(g, x.data(), kernel_->value.data(),
                                       bias_ ? bias_->value.data() : nullptr, activation_,
@@ -138,7 +154,7 @@ class DepthwiseConv2DT : public LayerT<T> {
   const Tensor<T>& backward_impl(ConstView<T> dy, bool need_input_grad) override {
     const bool wgrad = this->trainable_ && kernel_->trainable;
     if (!need_input_grad && !wgrad) return this->empty_;
-    const ConvGeometry g = geometry(dy.dim(0));
+    const ConvGeometry g = geometry_for(this->input_.shape());
     const T* dz = dy.data();
     if (activation_ != Activation::Linear) {
       dz_.resize(dy.shape());
@@ -152,6 +168,9 @@ class DepthwiseConv2DT : public LayerT<T> {
                                        db);
     return need_input_grad ? this->dinput_ : this->empty_;
   }
+
+ protected:
+  const Shape* alternative_input_shape() const override { return own_padding_.input_shape(); }
 
  private:
   std::string where() const { return "DepthwiseConv2D '" + this->name_ + "': "; }
@@ -176,6 +195,7 @@ class DepthwiseConv2DT : public LayerT<T> {
   ParameterT<T>* kernel_ = nullptr;
   ParameterT<T>* bias_ = nullptr;
   Tensor<T> dz_;
+  AbsorbedPaddingT<T> own_padding_;
 };
 
 using DepthwiseConv2D = DepthwiseConv2DT<float>;

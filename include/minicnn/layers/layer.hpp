@@ -263,6 +263,13 @@ class LayerT {
   // already do (a BatchNormalization followed by a ReLU applies it itself), or null. The
   // container skips that layer in both passes.
   virtual LayerT<T>* absorbed_next() const { return nullptr; }
+  // The reverse: the layer before this one whose work this layer does (a 'valid'
+  // convolution padding its own input in place of a ZeroPadding2D), or null. The container
+  // skips that layer and gives this one its input (absorb_previous() sets it up).
+  virtual LayerT<T>* absorbed_previous() const { return nullptr; }
+  // Called by a container on each built child with the layer before it; true when this
+  // layer now does `previous`'s work (absorbed_previous() names it).
+  virtual bool absorb_previous(LayerT<T>* /*previous*/) { return false; }
 
   // Rows for summary(): containers expand to their children.
   virtual void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) {
@@ -288,10 +295,17 @@ class LayerT {
     }
     return *params_.back();
   }
+  // An input shape (without batch) forward accepts besides input_shape(): the unpadded
+  // input of an absorbed ZeroPadding2D (absorbed_previous()); null when none.
+  virtual const Shape* alternative_input_shape() const { return nullptr; }
   void check_input(const Shape& s) const {
-    bool ok = s.rank() == input_shape_.rank() + 1;
-    for (int i = 0; ok && i < input_shape_.rank(); ++i) ok = s[i + 1] == input_shape_[i];
-    if (!ok)
+    auto matches = [&s](const Shape& in) {
+      bool ok = s.rank() == in.rank() + 1;
+      for (int i = 0; ok && i < in.rank(); ++i) ok = s[i + 1] == in[i];
+      return ok;
+    };
+    const Shape* alt = alternative_input_shape();
+    if (!matches(input_shape_) && !(alt && matches(*alt)))
       throw ShapeError(type() + " '" + name_ + "': input has shape " + s.str() + ", expected " +
                        input_shape_.batched_str());
     if (s[0] == 0) throw ShapeError(type() + " '" + name_ + "': input batch is empty " + s.str());

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../core/parallel.hpp"
+#include "../kernels/conv_geometry.hpp"
 #include "layer.hpp"
 
 namespace minicnn {
@@ -86,5 +87,43 @@ class ZeroPadding2DT : public LayerT<T> {
 };
 
 using ZeroPadding2D = ZeroPadding2DT<float>;
+
+// The ZeroPadding2D in front of a 'valid' convolution that the convolution pads for itself
+// during training (Conv2D and DepthwiseConv2D hold one). MobileNetV2 pads before every
+// stride-2 convolution exactly as TF 'same' padding would; running the convolution as 'same'
+// on the unpadded input gives the same sums without a padded copy of the activations in
+// forward or of their gradient in backward. The container skips the pad layer
+// (LayerT::absorbed_previous()); the convolution still accepts padded input when run alone.
+template <typename T>
+class AbsorbedPaddingT {
+ public:
+  // Takes `prev` when it is a built ZeroPadding2D that feeds a 'valid' kh x kw, stride
+  // (sh, sw) convolution built on `padded` and pads as 'same' would. False (and nothing
+  // absorbed) otherwise.
+  bool absorb(LayerT<T>* prev, const Shape& padded, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+              Padding padding) {
+    layer_ = nullptr;
+    auto* zp = dynamic_cast<ZeroPadding2DT<T>*>(prev);
+    if (!zp || !zp->built() || padding != Padding::Valid || zp->output_shape() != padded ||
+        !zero_padding_folds(zp->input_shape(), padded, kh, kw, sh, sw, zp->top(), zp->bottom(),
+                            zp->left(), zp->right()))
+      return false;
+    layer_ = zp;
+    return true;
+  }
+  void clear() { layer_ = nullptr; }
+  LayerT<T>* layer() const { return layer_; }
+  // The unpadded input shape (without batch) the convolution also accepts, or null.
+  const Shape* input_shape() const { return layer_ ? &layer_->input_shape() : nullptr; }
+  // Whether a batch of shape `x` (N, H, W, C) is the unpadded input.
+  bool is_unpadded(const Shape& x) const {
+    if (!layer_ || x.rank() != 4) return false;
+    const Shape& in = layer_->input_shape();
+    return x[1] == in[0] && x[2] == in[1] && x[3] == in[2];
+  }
+
+ private:
+  ZeroPadding2DT<T>* layer_ = nullptr;
+};
 
 }  // namespace minicnn

@@ -6,7 +6,9 @@
 // base costs nothing in the backward pass.
 // fold_for_inference() collapses conv + BN (+ ReLU6) runs for fast inference.
 // A BatchNormalization followed by a ReLU / ReLU6 applies it itself (fused when the model
-// is built); both passes then skip the ReLU layer (LayerT::absorbed_next()).
+// is built); both passes then skip the ReLU layer (LayerT::absorbed_next()). Likewise a
+// 'valid' convolution after a ZeroPadding2D that pads as TF 'same' would pads its input
+// itself, and the ZeroPadding2D is skipped (LayerT::absorbed_previous()).
 // During a backward, each child's dL/dx goes back to a gradient pool as soon as the child
 // before it has consumed it (layers/activation_pool.hpp): the outermost Sequential (or
 // the training graph) installs the pool, so a deep model needs a few gradient buffers, not
@@ -166,6 +168,7 @@ class SequentialT : public LayerT<T> {
   // (models/fold.hpp), recursively; the model is inference-only afterwards.
   void fold_for_inference() override {
     fold_layer_sequence(layers_);
+    find_first_run();
     this->inference_only_ = true;
   }
 
@@ -190,14 +193,22 @@ class SequentialT : public LayerT<T> {
   Shape build_impl(const Shape& in) override {
     Shape s = in;
     for (auto& l : layers_) s = l->build(s);
-    for (size_t i = 0; i + 1 < layers_.size(); ++i)
+    for (size_t i = 0; i + 1 < layers_.size(); ++i) {
       if (auto* bn = dynamic_cast<BatchNormalizationT<T>*>(layers_[i].get()))
         bn->fuse_activation(layers_[i + 1].get());
+      layers_[i + 1]->absorb_previous(layers_[i].get());
+    }
+    find_first_run();
     return s;
   }
-  // Whether layer i is done by the layer before it (see LayerT::absorbed_next()).
+  // Whether layer i is done by a neighbour (LayerT::absorbed_next(), absorbed_previous()).
+  void find_first_run() {
+    first_run_ = 0;
+    while (first_run_ + 1 < layers_.size() && absorbed(first_run_)) ++first_run_;
+  }
   bool absorbed(size_t i) const {
-    return i > 0 && layers_[i - 1]->absorbed_next() == layers_[i].get();
+    return (i > 0 && layers_[i - 1]->absorbed_next() == layers_[i].get()) ||
+           (i + 1 < layers_.size() && layers_[i + 1]->absorbed_previous() == layers_[i].get());
   }
 
   const Tensor<T>& forward_impl(ConstView<T> x, bool training) override {
@@ -248,7 +259,7 @@ class SequentialT : public LayerT<T> {
       const Tensor<T>& g = layers_[k]->backward(cur, need_dx);
       if (producer) producer->release_input_grad(pool);
       if (!need_dx) break;  // nothing earlier needs a gradient
-      if (k == 0) return g;
+      if (k == first_run_) return g;
       cur = g.view();
       producer = layers_[k].get();
     }
@@ -266,7 +277,7 @@ class SequentialT : public LayerT<T> {
     if (layers_.empty())
       LayerT<T>::release_input_grad(pool);
     else
-      layers_.front()->release_input_grad(pool);
+      layers_[first_run_]->release_input_grad(pool);
   }
 
  private:
@@ -280,6 +291,7 @@ class SequentialT : public LayerT<T> {
 
   std::vector<std::unique_ptr<LayerT<T>>> layers_;
   std::vector<bool> earlier_trainable_;
+  size_t first_run_ = 0;  // the first child forward runs (one before it may be absorbed)
   ActivationPoolT<T> gradient_pool_;  // used when no outer container installed one
 };
 

@@ -57,6 +57,9 @@ class TrainingGraphT {
     collect_units(net, units_);
     size_t b = 0;
     while (b < units_.size() && frozen_and_deterministic(*units_[b])) ++b;
+    // A unit that pads its own input (absorbed_previous()) takes the unpadded input, so
+    // the pad it absorbed stays with it in the rest.
+    while (b > 0 && b < units_.size() && units_[b]->absorbed_previous() == units_[b - 1]) --b;
     // Only weights make a prefix worth folding and caching; a lone ZeroPadding2D is not.
     bool weighted = false;
     for (size_t i = 0; i < b && !weighted; ++i) weighted = units_[i]->count_params(false) > 0;
@@ -202,9 +205,11 @@ class TrainingGraphT {
   }
 
  private:
-  // Whether unit i is done by the unit before it (LayerT::absorbed_next()).
+  // Whether unit i of the rest is done by a neighbour (LayerT::absorbed_next(),
+  // absorbed_previous()).
   bool absorbed(size_t i) const {
-    return i > boundary_ && units_[i - 1]->absorbed_next() == units_[i];
+    return (i > boundary_ && units_[i - 1]->absorbed_next() == units_[i]) ||
+           (i + 1 < units_.size() && units_[i + 1]->absorbed_previous() == units_[i]);
   }
   static void collect_units(LayerT<T>& l, std::vector<LayerT<T>*>& out) {
     if (auto* s = dynamic_cast<SequentialT<T>*>(&l)) {
