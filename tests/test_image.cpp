@@ -162,7 +162,7 @@ TEST_CASE("a truncated JPEG is an error, a complete one with trailing bytes is n
 TEST_CASE(
     "a JPEG using a Huffman or quantisation table it never defines is refused before stb_image") {
   // stb_image 2.27 would read such a table from uninitialised memory (UBSan: index 18 out of
-  // bounds, negative shift in stbi__jpeg_huff_decode; fuzz/regressions/fuzz_mjpeg).
+  // bounds, negative shift in stbi__jpeg_huff_decode; tests/fuzz/regressions/fuzz_mjpeg).
   auto bytes = [](const std::string& s) { return std::vector<char>(s.begin(), s.end()); };
   for (bool progressive : {false, true}) {
     CAPTURE(progressive);
@@ -177,7 +177,7 @@ TEST_CASE(
         [&] { decode_image_memory(bytes(tiny_jpeg(progressive, 0x10)), "'dc1.jpg'"); },
         {"'dc1.jpg'", "uses DC Huffman table 1", progressive ? "byte 106" : "byte 128"});
     // No DQT: stb_image would dequantise with uninitialised memory, and dc * dequant[0]
-    // overflows int (fuzz/regressions/fuzz_image/jpeg_undefined_quant_table_dc_overflow.jpg).
+    // overflows int (tests/fuzz/regressions/fuzz_image/jpeg_undefined_quant_table_dc_overflow.jpg).
     mt::check_throws_with(
         [&] { decode_image_memory(bytes(tiny_jpeg(progressive, 0x00, true, false)), "'noq.jpg'"); },
         {"'noq.jpg'", "component 1 uses quantisation table 0, which no DQT segment"});
@@ -193,7 +193,7 @@ TEST_CASE(
 
 TEST_CASE("a PSD whose alpha pixels are not matted on white is refused before stb_image") {
   // stb_image 2.27 un-mattes 4-channel PSDs in float and converts a negative result to
-  // unsigned char (UBSan float-cast-overflow; fuzz/regressions/fuzz_image/psd_matte_*).
+  // unsigned char (UBSan float-cast-overflow; tests/fuzz/regressions/fuzz_image/psd_matte_*).
   auto bytes = [](const std::string& s) { return std::vector<char>(s.begin(), s.end()); };
   for (bool packbits : {false, true}) {
     CAPTURE(packbits);

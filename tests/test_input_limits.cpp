@@ -2,7 +2,7 @@
 // justifies (docs/file-format.md "Limits", docs/fuzzing.md): .mcnn tensor count and metadata
 // size, the parameter budget of a saved model's config and its input size, and images that
 // claim more pixels than their bytes can hold. Each case is a small crafted input; several
-// are the regression inputs of fuzz/ in unit-test form, so they run in every ctest.
+// are the regression inputs of tests/fuzz/ in unit-test form, so they run in every ctest.
 #include <minicnn/camera/yuyv.hpp>
 #include <minicnn/minicnn.hpp>
 
@@ -138,7 +138,7 @@ TEST_CASE("image limits: uncompressed formats must hold every pixel, 16-bit PNM 
       [&] { decode_image_memory(as_chars(ppm.substr(0, ppm.size() - 1)), "cut.ppm"); },
       {"PNM is truncated"});
   CHECK(decode_image_memory(as_chars(ppm), "ok.ppm").width == 2);
-  // 16-bit PNM: stb_image 2.27 overflows its buffer on these (fuzz/regressions/fuzz_image).
+  // 16-bit PNM: stb_image 2.27 overflows its buffer on these (tests/fuzz/regressions/fuzz_image).
   mt::check_throws_with(
       [&] { decode_image_memory(as_chars("P5 3 1 65535\n" + std::string(6, '\1')), "w.pgm"); },
       {"16-bit PNM"});
@@ -153,7 +153,7 @@ TEST_CASE("image limits: uncompressed formats must hold every pixel, 16-bit PNM 
 
 TEST_CASE("image limits: PNM header numbers above the caps are refused before stb_image") {
   // stb_image 2.27 reads them into an int without an overflow check (signed overflow, UBSan in
-  // stbi__pnm_getinteger; fuzz/regressions/fuzz_image/pnm_width_int_overflow.pgm).
+  // stbi__pnm_getinteger; tests/fuzz/regressions/fuzz_image/pnm_width_int_overflow.pgm).
   const std::string pixels(16, '\x40');
   mt::check_throws_with(
       [&] {
@@ -200,7 +200,7 @@ TEST_CASE("image limits: a JPEG claiming far more pixels than its bytes can code
 
 TEST_CASE("image limits: FF fill bytes before a JPEG's SOI do not get it past the JPEG checks") {
   // stb_image skips any number of FF bytes before the SOI; the checks took such a file for
-  // another format (fuzz/regressions/fuzz_mjpeg/jpeg_fill_bytes_bypass_pixel_cap: a 2.9 kB
+  // another format (tests/fuzz/regressions/fuzz_mjpeg/jpeg_fill_bytes_bypass_pixel_cap: a 2.9 kB
   // frame decoding 50240x255 pixels under the general cap of 16384 pixels per byte).
   const std::vector<char> jpg = read_file_bytes(mt::fixtures_dir() + "/images/gradient.jpg");
   std::vector<char> filled = jpg;
@@ -225,7 +225,7 @@ TEST_CASE("image limits: FF fill bytes before a JPEG's SOI do not get it past th
 
 TEST_CASE("image limits: every fuzz_image regression input is a FormatError, never a crash") {
   namespace fs = std::filesystem;
-  const std::string dir = mt::source_dir() + "/fuzz/regressions/fuzz_image";
+  const std::string dir = mt::source_dir() + "/tests/fuzz/regressions/fuzz_image";
   int n = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::vector<char> bytes = read_file_bytes(e.path().string());
@@ -243,7 +243,7 @@ TEST_CASE("image limits: a PNG chunk longer than the file and a 257-code Huffman
   mt::check_throws_with([&] { decode_image_memory(as_chars(png), "big.png"); },
                         {"big.png", "chunk at byte 33", "1929379851"});
   // An empty IDAT first: stb_image 2.27 would memcpy 0 bytes to a null pointer
-  // (fuzz/regressions/fuzz_mjpeg/png_empty_first_idat).
+  // (tests/fuzz/regressions/fuzz_mjpeg/png_empty_first_idat).
   const std::string empty_idat = png.substr(0, 33) + std::string("\0\0\0\0IDAT\0\0\0\0", 12) +
                                  std::string("\0\0\0\0IEND\xae\x42\x60\x82", 12);
   mt::check_throws_with([&] { decode_image_memory(as_chars(empty_idat), "e.png"); },

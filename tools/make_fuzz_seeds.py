@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the seed corpora of the libFuzzer harnesses (fuzz/fuzz_*.cpp) to fuzz/corpus/<harness>/.
+"""Writes the seed corpora of the libFuzzer harnesses (tests/fuzz/fuzz_*.cpp) to tests/fuzz/corpus/<harness>/.
 
 Every seed is made here from scratch (numpy, zlib and struct: no image library needed) or
 taken from the repository's own generated test fixtures (tests/fixtures: JPEGs and an MJPEG
@@ -7,7 +7,7 @@ stream that tools/make_image_fixtures.py and make_camera_fixtures.py wrote). See
 small (the whole corpus stays under ~100 kB): the fuzzer grows its own corpus from them.
 The mode bytes some harnesses read first are documented at the top of each harness.
 
-Usage: tools/make_fuzz_seeds.py [OUT_DIR]   (default fuzz/corpus)
+Usage: tools/make_fuzz_seeds.py [OUT_DIR]   (default tests/fuzz/corpus)
 """
 import os
 import struct
@@ -231,7 +231,7 @@ def folder_seeds(out):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "fuzz", "corpus")
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "fuzz", "corpus")
     mcnn_seeds(out)
     npy_seeds(out)
     image_seeds(out)

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer harnesses (fuzz/fuzz_*.cpp) with clang++-14 into build-fuzz and runs them.
-#   fuzz/run_fuzzers.sh regress [HARNESS...]         every seed, regression input and dictionary
+# Builds the libFuzzer harnesses (tests/fuzz/fuzz_*.cpp) with clang++-14 into build-fuzz and runs them.
+#   tests/fuzz/run_fuzzers.sh regress [HARNESS...]         every seed, regression input and dictionary
 #                                                   check once (fails on any crash or leak)
-#   fuzz/run_fuzzers.sh smoke SECONDS [HARNESS...]   a bounded fuzz run per harness, starting
+#   tests/fuzz/run_fuzzers.sh smoke SECONDS [HARNESS...]   a bounded fuzz run per harness, starting
 #                                                   from the committed corpus (new inputs go to
 #                                                   build-fuzz/corpus/<harness>, not the repo)
-#   fuzz/run_fuzzers.sh build                        only build
+#   tests/fuzz/run_fuzzers.sh build                        only build
 # Environment: FUZZ_JOBS (parallel builds, default 2), FUZZ_NICE (nice level, default 10),
 # FUZZ_ARGS (extra libFuzzer flags). Crashes are written to build-fuzz/artifacts/<harness>/;
-# keep each fixed one under fuzz/regressions/<harness>/.
+# keep each fixed one under tests/fuzz/regressions/<harness>/.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 mode=${1:-regress}
 shift || true
 secs=30
@@ -29,7 +29,7 @@ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER="$CXX" -DMINICNN_FUZZ=ON -DCMAKE_B
   -DMINICNN_BUILD_TESTS=OFF -DMINICNN_BUILD_EXAMPLES=OFF -DMINICNN_BUILD_BENCH=OFF >/dev/null
 built=()
 for h in "${harnesses[@]}"; do
-  if [ -f "fuzz/$h.cpp" ] && grep -q "$h" build-fuzz/fuzz/Makefile 2>/dev/null; then built+=("$h"); fi
+  if [ -f "tests/fuzz/$h.cpp" ] && grep -q "$h" build-fuzz/tests/fuzz/Makefile 2>/dev/null; then built+=("$h"); fi
 done
 "${nice_cmd[@]}" cmake --build build-fuzz -j"${FUZZ_JOBS:-2}" --target "${built[@]}"
 [ "$mode" = build ] && exit 0
@@ -42,9 +42,9 @@ status=0
 for h in "${built[@]}"; do
   bin=build-fuzz/bin/$h
   dict=()
-  [ -f "fuzz/dict/$h.dict" ] && dict=(-dict="fuzz/dict/$h.dict")
-  inputs=("fuzz/corpus/$h")
-  [ -d "fuzz/regressions/$h" ] && inputs+=("fuzz/regressions/$h")
+  [ -f "tests/fuzz/dict/$h.dict" ] && dict=(-dict="tests/fuzz/dict/$h.dict")
+  inputs=("tests/fuzz/corpus/$h")
+  [ -d "tests/fuzz/regressions/$h" ] && inputs+=("tests/fuzz/regressions/$h")
   mkdir -p "build-fuzz/artifacts/$h" "build-fuzz/corpus/$h"
   common=(-rss_limit_mb=2560 -timeout=20 -artifact_prefix="build-fuzz/artifacts/$h/" "${dict[@]}")
   if [ "$mode" = regress ]; then
