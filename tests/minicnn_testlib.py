@@ -28,6 +28,32 @@ def summary():
     return 1 if failures else 0
 
 
+def write_colour_model(path, class_names):
+    """A two-class colour classifier on 16x16 pictures (GlobalAveragePooling2D, then a softmax
+    Dense with weights set by hand): after x/127.5-1 the pooled means of red are (1, -1, -1),
+    of green (-1, 1, -1); the kernel scores class 0 by 5 (r - g) and class 1 by 5 (g - r)."""
+    import numpy as np
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import mcnn_format
+    meta = {
+        "kind": "model",
+        "library_version": mcnn_format.library_version(),
+        "model_config": {"class_name": "Sequential", "config": {"name": "colours", "layers": [
+            {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}},
+            {"class_name": "Dense",
+             "config": {"name": "fc", "units": 2, "use_bias": True, "activation": "softmax"}}]}},
+        "input_shape": [16, 16, 3],
+        "frozen_layers": [],
+        "class_names": list(class_names),
+        "preprocessing": "tf",
+        "interpolation": "bilinear",
+        "exif_orientation": False,
+        "extra": {},
+    }
+    kernel = np.array([[5, -5], [-5, 5], [0, 0]], np.float32)
+    mcnn_format.write_mcnn(path, meta, {"fc/kernel": kernel, "fc/bias": np.zeros(2, np.float32)})
+
+
 def converted_weights():
     """The alpha 1.0 no-top weights as .mcnn, converted once from ../shared/weights-src."""
     out_dir = os.path.join(BIN, "..", "test-weights")

@@ -10,41 +10,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("MINICNN_BIN_DIR", os.path.join(ROOT, "build", "bin"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import mcnn_format  # noqa: E402
-
-failures = []
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        failures.append(msg)
-
-
-def write_model(path):
-    """A two-class colour classifier: global average pooling, then a softmax Dense."""
-    meta = {
-        "kind": "model",
-        "library_version": mcnn_format.library_version(),
-        "model_config": {"class_name": "Sequential", "config": {"name": "colours", "layers": [
-            {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}},
-            {"class_name": "Dense",
-             "config": {"name": "fc", "units": 2, "use_bias": True, "activation": "softmax"}}]}},
-        "input_shape": [16, 16, 3],
-        "frozen_layers": [],
-        "class_names": ["red", "green"],
-        "preprocessing": "tf",
-        "interpolation": "bilinear",
-        "exif_orientation": False,
-        "extra": {},
-    }
-    kernel = np.array([[5, -5], [-5, 5], [0, 0]], np.float32)
-    mcnn_format.write_mcnn(path, meta, {"fc/kernel": kernel, "fc/bias": np.zeros(2, np.float32)})
+from minicnn_testlib import BIN, check, summary, write_colour_model
 
 
 def listening_addresses(port):
@@ -92,7 +58,7 @@ def main():
     from PIL import Image
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "colours.mcnn")
-        write_model(model)
+        write_colour_model(model, ["red", "green"])
         frames = os.path.join(tmp, "frames")
         os.makedirs(frames)
         Image.new("RGB", (64, 48), (220, 30, 30)).save(os.path.join(frames, "a.png"))
@@ -109,11 +75,7 @@ def main():
               "--host 0.0.0.0 listens on every address (%s)" % listening)
         check("warning: serving on 0.0.0.0" in out and "sees the camera" in out,
               "and warns that the network sees the camera")
-    if failures:
-        print("%d check(s) failed" % len(failures))
-        return 1
-    print("all checks passed")
-    return 0
+    return summary()
 
 
 if __name__ == "__main__":

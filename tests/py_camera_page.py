@@ -19,43 +19,10 @@ import tempfile
 import time
 import urllib.request
 
-import numpy as np
+from minicnn_testlib import BIN, check, summary, write_colour_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("MINICNN_BIN_DIR", os.path.join(ROOT, "build", "bin"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import mcnn_format  # noqa: E402
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-failures = []
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        failures.append(msg)
-
-
-def write_model(path):
-    """After x/127.5-1 the pooled means of red are (1, -1, -1), of green (-1, 1, -1); the kernel
-    scores class 0 by 5 (r - g) and class 1 by 5 (g - r)."""
-    meta = {
-        "kind": "model",
-        "library_version": mcnn_format.library_version(),
-        "model_config": {"class_name": "Sequential", "config": {"name": "colours", "layers": [
-            {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}},
-            {"class_name": "Dense",
-             "config": {"name": "fc", "units": 2, "use_bias": True, "activation": "softmax"}}]}},
-        "input_shape": [16, 16, 3],
-        "frozen_layers": [],
-        "class_names": ["red", HOSTILE],
-        "preprocessing": "tf",
-        "interpolation": "bilinear",
-        "exif_orientation": False,
-        "extra": {},
-    }
-    kernel = np.array([[5, -5], [-5, 5], [0, 0]], np.float32)
-    mcnn_format.write_mcnn(path, meta, {"fc/kernel": kernel, "fc/bias": np.zeros(2, np.float32)})
 
 
 def write_frames(folder):
@@ -77,7 +44,7 @@ def main():
         return 77
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "colours.mcnn")
-        write_model(model)
+        write_colour_model(model, ["red", HOSTILE])
         frames = os.path.join(tmp, "frames")
         write_frames(frames)
         log = open(os.path.join(tmp, "camera.log"), "w+")
@@ -135,11 +102,7 @@ def main():
             log.close()
         check(proc.returncode == 0, "haribo_camera stopped cleanly on SIGTERM (%s)" % proc.returncode)
         check("stopped after" in out, "and printed its summary")
-    if failures:
-        print("%d check(s) failed" % len(failures))
-        return 1
-    print("all checks passed")
-    return 0
+    return summary()
 
 
 if __name__ == "__main__":
