@@ -16,6 +16,7 @@
 #include "../core/parallel.hpp"
 #include "activation.hpp"
 #include "dispatch.hpp"
+#include "simd.hpp"
 
 namespace minicnn {
 namespace kernels {
@@ -103,6 +104,11 @@ inline T grad_at(const BnForward<T>& f, int64_t c, T x, T dy) {
 }  // namespace kernels
 }  // namespace minicnn
 
+#if defined(__GNUC__)
+#define MINICNN_BN_INLINE inline __attribute__((always_inline))
+#else
+#define MINICNN_BN_INLINE inline
+#endif
 #define MINICNN_ISA_BODY "batchnorm_body.inl"
 #include "for_each_isa.inl"
 #undef MINICNN_ISA_BODY
