@@ -3,7 +3,7 @@
 minicnn against PyTorch, in one run, interleaved over rounds:
 
     /usr/bin/python3 bench/compare_finetune.py [--rounds 5] [--threads 2] [--steps 8] \
-        [--build build] [--markdown out.md] [--json out.json]
+        [--isa native|avx2] [--build build] [--markdown out.md] [--json out.json]
 
 The step: MobileNetV2 alpha 1.0 (ImageNet weights) at 96x96, batch 32, head Dense 128 relu ->
 Dropout 0.5 -> Dense 12, cross-entropy from logits, Keras' Adam (lr 1e-4) over every parameter;
@@ -13,7 +13,9 @@ a fixed batch of 32 photos (no augmentation: this times the network, not the dat
            channels-last, with the malloc tunables of bench/README.md; the faster layout of the
            round counts (PyTorch's best).
 Every measurement is its own process, so each one's peak resident memory (VmHWM / ru_maxrss)
-is its own. In each round the order of the three alternates. Ratio = minicnn images/s / best
+is its own. In each round the order of the three alternates. --isa avx2 caps every peer to AVX2 +
+FMA on an AVX-512 machine (minicnn through MINICNN_ISA, PyTorch's ATen kernels, oneDNN and
+OpenBLAS through their own switches), standing in for an AVX2 CPU. Ratio = minicnn images/s / best
 PyTorch images/s of the same round; the table gives each round and the median.
 """
 import argparse
@@ -29,6 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
 WEIGHTS = os.path.join(ROOT, "weights", "mobilenet_v2_1.0_224_no_top.mcnn")
+ISA_ENV = {"native": {},
+           "avx2": {"MINICNN_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                    "DNNL_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}}
 DATA = os.environ.get("MINICNN_SHARED_DIR", os.path.join(ROOT, "..", "shared")) + "/datasets/jellybeans12"
 
 
@@ -79,14 +84,17 @@ def run_json(cmd, env):
 
 
 def measure(args, which):
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), **ISA_ENV[args.isa])
     if which == "minicnn":
         cmd = [os.path.join(args.build, "bin", "train_step"), "--mode", "full", "--aug", "none",
                "--weights", args.weights, "--threads", str(args.threads), "--steps",
                str(args.steps), "--warmup", str(args.warmup), "--json"]
         if os.path.isdir(args.data):
             cmd += ["--data", args.data]
-        return run_json(cmd, env)
+        out = run_json(cmd, env)
+        if args.isa != "native" and out.get("isa") != args.isa:
+            sys.exit(f"compare_finetune: minicnn ran {out.get('isa')} kernels, expected {args.isa}")
+        return out
     env["GLIBC_TUNABLES"] = TUNABLES
     cmd = [sys.executable, os.path.abspath(__file__), "--child", which, "--threads", str(args.threads),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--weights", args.weights,
@@ -103,6 +111,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--weights", default=WEIGHTS)
     ap.add_argument("--data", default=DATA)
+    ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native")
     ap.add_argument("--markdown")
     ap.add_argument("--json")
     ap.add_argument("--child", choices=["nchw", "channels_last"], help=argparse.SUPPRESS)
@@ -130,6 +139,7 @@ def main():
         return statistics.median(r["results"][p][key] for r in rounds)
 
     lines = [f"Full fine-tune step, MobileNetV2 1.0 at 96x96, batch 32, {args.threads} threads, "
+             f"--isa {args.isa} (minicnn ran {rounds[0]['results']['minicnn'].get('isa', '?')}), "
              f"{args.rounds} interleaved rounds (medians; ratio = minicnn / best PyTorch layout of each round)",
              "", "| | images/s | step ms | peak RSS MiB |", "|---|---|---|---|"]
     for p, label in (("minicnn", "minicnn"), ("nchw", "PyTorch eager NCHW"),
@@ -145,7 +155,7 @@ def main():
             f.write(text + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rounds": rounds, "threads": args.threads}, f, indent=1)
+            json.dump({"rounds": rounds, "threads": args.threads, "isa": args.isa}, f, indent=1)
 
 
 if __name__ == "__main__":

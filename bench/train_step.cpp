@@ -183,19 +183,21 @@ int main(int argc, char** argv) {
                                   {"head_ms", median(head_ms)},
                                   {"mode", mode},
                                   {"peak_rss_mib", peak_rss_mib()},
-                                  {"prefix_micro_batch", g.prefix_micro_batch()}}
+                                  {"prefix_micro_batch", g.prefix_micro_batch()},
+                                  {"isa", isa_name(active_isa())}}
                        .dump()
                 << "\n";
     } else {
       std::printf(
           "minicnn %s step, %dx%d batch %d, aug %s, %d loader threads, %d OpenMP "
-          "threads:\n"
+          "threads, %s kernels:\n"
           "  step %.2f ms median over %d steps (%.0f images/s), peak RSS %.0f MiB\n"
           "  phases alone: augmentation+preprocessing %.2f ms, %s %.2f ms, %s "
           "%.2f ms\n",
-          mode.c_str(), size, size, batch, aug.c_str(), workers, threads, step, steps, ips,
-          peak_rss_mib(), median(aug_ms), g.has_prefix() ? "base forward" : "forward",
-          median(base_ms), g.has_prefix() ? "head step" : "loss+backward+Adam", median(head_ms));
+          mode.c_str(), size, size, batch, aug.c_str(), workers, threads, isa_name(active_isa()),
+          step, steps, ips, peak_rss_mib(), median(aug_ms),
+          g.has_prefix() ? "base forward" : "forward", median(base_ms),
+          g.has_prefix() ? "head step" : "loss+backward+Adam", median(head_ms));
     }
   } catch (const std::exception& e) {
     std::cerr << "train_step: error: " << e.what() << "\n";
