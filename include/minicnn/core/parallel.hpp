@@ -47,6 +47,20 @@ inline bool in_parallel() {
 #endif
 }
 
+// The one thread planner of the kernels: threads worth starting for `work` (in any unit:
+// flops, elements, outputs) that splits into at most `units` independent pieces, when each
+// thread should get at least `grain` of it (waking a thread costs a few microseconds, so
+// small work stays on the calling thread; grain 0: no minimum). One inside a parallel
+// region (kernels never nest teams).
+inline int plan_threads(double work, int64_t units, double grain) {
+  if (in_parallel()) return 1;
+  const int nt = num_threads();
+  const double by_work = grain > 0 ? work / grain : double(nt);
+  const int64_t lim =
+      std::max<int64_t>(1, std::min<int64_t>(static_cast<int64_t>(std::min(by_work, 1e9)), units));
+  return static_cast<int>(std::min<int64_t>(nt, lim));
+}
+
 // Calls f(thread, thread_count) on up to nt threads; returns how many ran (OpenMP may give
 // fewer than asked, inside another parallel region for instance).
 template <class F>

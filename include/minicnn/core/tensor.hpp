@@ -34,6 +34,23 @@ inline void* aligned_bytes(std::size_t bytes) {
 }
 }  // namespace detail
 
+// A growable 64-byte aligned buffer that kernels keep (per thread, per use) between calls,
+// so that a training loop allocates in its first step only. With `zeroed`, the contents are
+// zero when it grows and the caller must leave them so.
+template <typename T>
+struct ScratchBuffer {
+  std::unique_ptr<T[], detail::AlignedFree> p;
+  std::size_t cap = 0;
+  T* get(std::size_t n, bool zeroed = false) {
+    if (n > cap) {
+      p.reset(static_cast<T*>(detail::aligned_bytes(n * sizeof(T))));
+      cap = n;
+      if (zeroed) std::memset(static_cast<void*>(p.get()), 0, n * sizeof(T));
+    }
+    return p.get();
+  }
+};
+
 template <typename T>
 class TensorView {
  public:

@@ -64,14 +64,15 @@ using Ptr = typename Same<T>::type*;
 
 // ---------------------------------------------------------------- threads and scratch
 
+// Rows of the batch (or of the output) go to the threads; the forward needs at least this
+// many outputs per thread: below it (batch-1 inference on 6x6 and 3x3 maps) waking a second
+// thread costs more than it saves (measured at 2 threads).
+constexpr double kMinForwardOutputsPerThread = 8192;
 inline int plan_threads(int64_t rows) {
-  if (in_parallel()) return 1;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), rows)));
+  return minicnn::plan_threads(double(rows), rows, 0);
 }
-// Forward: below ~16K outputs (a few microseconds of work, batch-1 inference on 6x6 and
-// 3x3 maps) waking a second thread costs more than it saves (measured at 2 threads).
 inline int plan_threads_fwd(int64_t rows, int64_t outputs) {
-  return outputs < 16384 ? 1 : plan_threads(rows);
+  return minicnn::plan_threads(double(outputs), rows, kMinForwardOutputsPerThread);
 }
 
 inline void band(int64_t total, int t, int nt, int64_t& lo, int64_t& hi) {
@@ -79,30 +80,15 @@ inline void band(int64_t total, int t, int nt, int64_t& lo, int64_t& hi) {
   hi = total * (t + 1) / nt;
 }
 
-// A growable 64-byte aligned buffer. With `zeroed`, contents are zero and must stay so.
-template <typename T>
-struct Scratch {
-  std::unique_ptr<T[], detail::AlignedFree> p;
-  int64_t cap = 0;
-  T* get(int64_t n, bool zeroed = false) {
-    if (n > cap) {
-      p.reset(static_cast<T*>(detail::aligned_bytes(static_cast<std::size_t>(n) * sizeof(T))));
-      cap = n;
-      if (zeroed)
-        std::memset(static_cast<void*>(p.get()), 0, static_cast<std::size_t>(n) * sizeof(T));
-    }
-    return p.get();
-  }
-};
 template <typename T>
 inline T* zero_row(int64_t n) {
-  thread_local Scratch<T> s;
-  return s.get(std::max<int64_t>(n, 16), true);
+  thread_local ScratchBuffer<T> s;
+  return s.get(static_cast<std::size_t>(std::max<int64_t>(n, 16)), true);
 }
 template <typename T>
 inline T* partial_buffer(int64_t n) {
-  thread_local Scratch<T> s;
-  return s.get(n);
+  thread_local ScratchBuffer<T> s;
+  return s.get(static_cast<std::size_t>(n));
 }
 // Per-thread partial sums are padded to whole cache lines to avoid false sharing.
 inline int64_t partial_stride(int64_t n) {

@@ -63,30 +63,20 @@ using kernels::add_column_sums;
 // instruction set (tile heights 16/12/8/6/4 with AVX-512, 8/6/4/3/2 with AVX2).
 constexpr int64_t kRowAlign = 48;
 
-// Per-thread growable aligned buffers: layers must not allocate after their first
-// step, and a thread that calls these kernels keeps its scratch for the next call.
+// Per-thread growable aligned buffers, one per Slot: layers must not allocate after their
+// first step, and a thread that calls these kernels keeps its scratch for the next call.
 template <typename T, int Slot>
 T* scratch(std::size_t n) {
-  struct Buf {
-    std::unique_ptr<T[], detail::AlignedFree> p;
-    std::size_t cap = 0;
-  };
-  thread_local Buf b;
-  if (n > b.cap) {
-    b.p.reset(static_cast<T*>(detail::aligned_bytes(n * sizeof(T))));
-    b.cap = n;
-  }
-  return b.p.get();
+  thread_local ScratchBuffer<T> b;
+  return b.get(n);
 }
 
-// Threads worth using for `flops` of work split into at most `units` pieces. A parallel
-// region costs a few microseconds, so small products stay on one thread.
+// Flops a thread should get at least: a parallel region costs a few microseconds, so small
+// products stay on one thread.
+constexpr double kMinFlopsPerThread = 4.0e5;
+// Threads worth using for `flops` of work split into at most `units` pieces.
 inline int plan_threads(double flops, int64_t units) {
-  if (in_parallel()) return 1;
-  int nt = num_threads();
-  int64_t by_work = static_cast<int64_t>(flops / 4.0e5);
-  int64_t lim = std::max<int64_t>(1, std::min(by_work, units));
-  return static_cast<int>(std::min<int64_t>(nt, lim));
+  return minicnn::plan_threads(flops, units, kMinFlopsPerThread);
 }
 
 // [begin, end) of part t of n parts of `total` items, in multiples of `align`.

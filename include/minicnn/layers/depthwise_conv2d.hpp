@@ -179,7 +179,7 @@ class DepthwiseConv2DT : public LayerT<T> {
   void activation_backward(const T* dy, T* dz, int64_t n) {
     const T* y = this->output_.data();
     const Activation a = activation_;
-    const int nt = kernels::dw_detail::plan_threads(n / 65536 + 1);
+    const int nt = plan_threads(double(n), n, 32768);  // 32K elements a thread at least
     run_threads(nt, [&](int t, int m) {
       int64_t lo, hi;
       kernels::dw_detail::band(n, t, m, lo, hi);
