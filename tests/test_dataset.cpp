@@ -4,6 +4,11 @@
 // (Keras' validation_split on the real jellybeans12 folder, stratified random, grouped).
 #include <doctest/doctest.h>
 
+#include <grp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <fstream>
 #include <set>
 
@@ -171,6 +176,63 @@ TEST_CASE("image folder: corrupt, truncated and unreadable files are skipped and
   for (const auto& s : ds.skipped)
     if (s.path.find("truncated") != std::string::npos)
       CHECK(s.reason.find("truncated") != std::string::npos);
+}
+
+// Permissions do not bind root, who runs CI; the folder is therefore loaded in a child
+// process that first gives up root for the user "nobody" (uid and gid 65534). The child
+// reports through its exit code: 1 wrong image count, 2 wrong skipped entries, 3 a reason
+// that does not name the permission problem, 4 an exception, 10 could not drop root.
+TEST_CASE("image folder: a file and a folder without read permission are skipped and reported") {
+  TempDir d;
+  const std::string png = dataset_fixture("mode_RGB.png");
+  for (int i = 0; i < 2; ++i) copy_to(png, d.path / "a" / ("ok" + std::to_string(i) + ".png"));
+  copy_to(png, d.path / "b" / "ok.png");
+  copy_to(png, d.path / "b" / "locked.png");
+  copy_to(png, d.path / "b" / "locked_dir" / "inside.png");
+  const auto open = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                    fs::perms::others_read | fs::perms::others_exec;
+  fs::permissions(d.path, open);
+  for (const auto& e : fs::recursive_directory_iterator(d.path)) fs::permissions(e.path(), open);
+  fs::permissions(d.path / "b" / "locked.png", fs::perms::none);
+  fs::permissions(d.path / "b" / "locked_dir", fs::perms::none);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (::geteuid() == 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+         ::setresuid(65534, 65534, 65534) != 0))
+      ::_exit(10);
+    int code = 0;
+    try {
+      FolderOptions o;
+      o.height = o.width = 4;
+      o.verbose = false;
+      ImageFolder ds = load_image_folder(d.str(), o);
+      std::set<std::string> names;
+      bool named = true;
+      for (const auto& sk : ds.skipped) {
+        names.insert(fs::path(sk.path).filename().string());
+        named = named && sk.reason.find("Permission denied") != std::string::npos;
+        std::fprintf(stderr, "skipped %s: %s\n", sk.path.c_str(), sk.reason.c_str());
+      }
+      if (ds.size() != 3)
+        code = 1;
+      else if (names != std::set<std::string>{"locked.png", "locked_dir"})
+        code = 2;
+      else if (!named)
+        code = 3;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      code = 4;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  fs::permissions(d.path / "b" / "locked.png", fs::perms::owner_all);
+  fs::permissions(d.path / "b" / "locked_dir", fs::perms::owner_all);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("image folder: missing folder, one class, empty class and undecodable class are errors") {

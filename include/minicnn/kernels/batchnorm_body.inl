@@ -6,6 +6,13 @@
 namespace minicnn::kernels::MINICNN_ISA_NS {
 namespace bn_isa {
 namespace bn_detail = ::minicnn::kernels::bn_detail;
+// -Wpsabi: GCC notes that the vector helpers below pass vectors in registers the translation
+// unit's own flags may lack; they are always inlined into callers of the same target, so no
+// call crosses that boundary. -Wunknown-pragmas: clang has no `GCC ivdep` (it vectorises
+// those loops without it).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
 using ::minicnn::kernels::BnForward;
 
 // The two float reductions as explicit vectors (GCC vector extensions, so each ISA's copy
@@ -15,11 +22,6 @@ using ::minicnn::kernels::BnForward;
 // passes that only read and write). Rows go in tiles of 8 (measured against 16, 32, 64: the
 // fastest at 2 threads, 1.3-2x the plain loops) so that the partial sums reach memory once
 // per tile.
-// -Wpsabi: GCC notes that these helpers pass vectors in registers the translation unit's
-// own flags may lack; they are always inlined into callers of the same target, so no call
-// crosses that boundary.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
 constexpr int kLanes = int(::minicnn::simd::MINICNN_SIMD_NS::kLanes);
 typedef float FV __attribute__((vector_size(4 * kLanes)));
 typedef double DV __attribute__((vector_size(8 * kLanes)));
@@ -92,7 +94,7 @@ inline void grad_sums_f(const float* dy, const BnForward<float>& fwd, const floa
           if constexpr (A == int(Activation::ReLU))
             g = z > 0.f ? g : zero;
           else
-            g = (z > 0.f) & (z < 6.f) ? g : zero;
+            g = ((z > 0.f) & (z < 6.f)) ? g : zero;
         }
         const DV gd = __builtin_convertvector(g, DV);
         a1 += gd;
