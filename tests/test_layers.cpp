@@ -618,7 +618,7 @@ TEST_CASE("Sequential: a 'valid' convolution pads its own input in place of its 
           const TensorF h = pre ? pre2.forward(x, training) : x;
           const TensorF y_ref = cv2->forward(pad2.forward(h.view(), training).view(), training);
           REQUIRE(y.shape() == y_ref.shape());
-          CHECK(mt::max_rel_diff(y, y_ref, 1.0) < 1e-6);
+          CHECK(mt::max_rel_diff(y, y_ref, 1.0) < 1e-5);
 
           const TensorF dy = mt::random_tensor<float>(y.shape(), rng);
           seq.zero_grad();
@@ -632,9 +632,11 @@ TEST_CASE("Sequential: a 'valid' convolution pads its own input in place of its 
           for (size_t i = 0; i < params.size(); ++i)
             CHECK(mt::max_rel_diff(params[i]->grad, params2[i]->grad, 1.0) < 1e-5);
 
-          if (!training) {  // inference folding drops the pad layer for good
+          // Inference folding drops the pad layer for good; the folded convolution runs a
+          // packed GEMM, another summation order.
+          if (!training) {
             seq.fold_for_inference();
-            CHECK(mt::max_rel_diff(seq.forward(x, false), y_ref, 1.0) < 1e-6);
+            CHECK(mt::max_rel_diff(seq.forward(x, false), y_ref, 1.0) < 1e-5);
           }
         }
 
