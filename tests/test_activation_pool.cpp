@@ -125,3 +125,27 @@ TEST_CASE("a training pass ignores an installed pool") {
   for (size_t i = 0; i < pa.size(); ++i)
     if (!pa[i]->grad.empty()) CHECK(mt::max_abs_diff(pa[i]->grad, pb[i]->grad) == 0.0);
 }
+
+TEST_CASE("Sequential::infer recycles outputs through the model's own pool") {
+  Rng rng(14);
+  auto net = small_net(rng);
+  net->fold_for_inference();
+  for (int64_t batch : {4, 2, 4}) {
+    CAPTURE(batch);
+    TensorF x = mt::random_tensor<float>(Shape{batch, 17, 14, 3}, rng);
+    const TensorF ref = net->forward(x, false);  // every layer keeps its output
+    const TensorF& got = net->infer(x);
+    CHECK(got.shape() == ref.shape());
+    CHECK(mt::max_abs_diff(got, ref) == 0.0);
+    // infer() handed the inner outputs to its pool; a plain forward afterwards allocates
+    // them again and still agrees.
+    CHECK(mt::max_abs_diff(net->forward(x, false), ref) == 0.0);
+  }
+  // A caller's pool installed around infer() is left alone: infer() uses its own.
+  ActivationPool outer;
+  {
+    ActivationPool::Scope scope(outer);
+    net->infer(mt::random_tensor<float>(Shape{3, 17, 14, 3}, rng));
+  }
+  CHECK(outer.buffers() == 0);
+}

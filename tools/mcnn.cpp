@@ -76,8 +76,8 @@ void expect_memory(const std::string& what, double bytes, const std::string& adv
                       human_bytes(installed) + " of memory of this machine; " + advice);
 }
 
-// Bytes a forward pass holds: the input batch and every layer's output (each layer keeps
-// its output buffer, models/sequential.hpp). Kernel scratch space comes on top.
+// An upper bound on the bytes a forward pass holds: the input batch and every layer's
+// output (infer() recycles them, so it needs less). Kernel scratch space comes on top.
 double forward_bytes(LayerT<float>& net, int64_t batch) {
   double per_image = double(net.input_shape().size());
   std::function<void(LayerT<float>&)> walk = [&](LayerT<float>& l) {
@@ -352,11 +352,11 @@ int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threa
   Rng rng(7);
   TensorF x(Shape{batch, size, size, 3});
   for (auto& v : x) v = static_cast<float>(rng.uniform(-1, 1));
-  for (int i = 0; i < warmup; ++i) m.net->forward(x, false);
+  for (int i = 0; i < warmup; ++i) m.net->infer(x);
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    m.net->forward(x, false);
+    m.net->infer(x);
     ms.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
@@ -366,7 +366,7 @@ int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threa
   if (profile) {
     // A separate set of runs: the observer's clock reads are kept out of the figures above.
     forward_observer() = record_layer_time;
-    for (int i = 0; i < runs; ++i) m.net->forward(x, false);
+    for (int i = 0; i < runs; ++i) m.net->infer(x);
     forward_observer() = nullptr;
   }
   if (as_json) {
@@ -481,7 +481,7 @@ int main(int argc, char** argv) {
       json results = json::array();
       for_batches(models, samples, pre, batch,
                   [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
-                    const TensorF& probs = m.net->forward(x, false);
+                    const TensorF& probs = m.net->infer(x);
                     int64_t classes = probs.dim(1);
                     if (!labels.empty() && static_cast<int64_t>(labels.size()) != classes)
                       throw ConfigError("label file has " + std::to_string(labels.size()) +
@@ -504,7 +504,7 @@ int main(int argc, char** argv) {
       TensorF feats;
       for_batches(models, samples, pre, batch,
                   [&](LoadedModel& m, const TensorF& x, size_t first, int64_t n) {
-                    const TensorF& f = m.net->forward(x, false);
+                    const TensorF& f = m.net->infer(x);
                     if (feats.empty())
                       feats.resize(Shape{static_cast<int64_t>(samples.size()), f.dim(1)});
                     std::copy(f.data(), f.data() + n * f.dim(1), feats.data() + first * f.dim(1));

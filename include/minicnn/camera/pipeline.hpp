@@ -151,7 +151,7 @@ class FrameClassifier {
     const Image in = network_input(frame);
     const auto t1 = C::now();
     preprocess_into(in.pixels.data(), int64_t(in.pixels.size()), info_.preprocess, x_.data());
-    const TensorF& y = net_->forward(x_, false);
+    const TensorF& y = net_->infer(x_);
     probs_.assign(y.data(), y.data() + y.size());
     const auto t2 = C::now();
     if (t) {

@@ -153,7 +153,7 @@ class Classifier {
       throw ShapeError("Classifier '" + path_ + "': batch of shape " + batch.shape().str() +
                        ", expected (N, " + std::to_string(height_) + ", " + std::to_string(width_) +
                        ", 3)");
-    return net_->forward(batch, false);
+    return net_->infer(batch);
   }
   // The k most probable classes of each image of a preprocessed batch.
   std::vector<std::vector<ClassScore>> classify(const TensorF& batch, int64_t k) {
