@@ -152,9 +152,9 @@ def main():
         if asan:  # the sanitizer's shadow memory does not start under an address-space limit
             print("skip out-of-memory check: sanitizer build")
         else:
-            r = mcnn("bench", "--weights", base, "--size", "1024", "--batch", "4", "--runs", "1", "--warmup", "0",
+            r = mcnn("bench", "--weights", base, "--size", "1024", "--batch", "12", "--runs", "1", "--warmup", "0",
                      "--threads", "1", ok=False, address_space=1500 << 20)
-            check(r.returncode == 1 and "out of memory during a forward pass of 4 images of 1024x1024" in r.stderr
+            check(r.returncode == 1 and "out of memory during a forward pass of 12 images of 1024x1024" in r.stderr
                   and "needs about" in r.stderr and "bad_alloc" not in r.stderr,
                   "allocation failure explained: " + r.stderr.strip())
 

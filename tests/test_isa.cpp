@@ -22,7 +22,7 @@ std::string cpu_flags() {
     if (line.rfind("flags", 0) == 0 || line.rfind("Features", 0) == 0) return line + " ";
   return "";
 }
-bool has_flag(const std::string& flags, const std::string& f) {
+[[maybe_unused]] bool has_flag(const std::string& flags, const std::string& f) {
   return flags.find(" " + f + " ") != std::string::npos;
 }
 
@@ -72,7 +72,7 @@ TEST_CASE("isa: this file is built for the baseline, as a distribution would") {
 }
 
 TEST_CASE("isa: the best path the CPU supports is selected") {
-  const std::string flags = cpu_flags();
+  [[maybe_unused]] const std::string flags = cpu_flags();
   Isa expect = Isa::portable;
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   if (has_flag(flags, "avx512f") && has_flag(flags, "avx512bw") && has_flag(flags, "avx512dq") &&

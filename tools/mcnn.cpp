@@ -76,16 +76,20 @@ void expect_memory(const std::string& what, double bytes, const std::string& adv
                       human_bytes(installed) + " of memory of this machine; " + advice);
 }
 
-// An upper bound on the bytes a forward pass holds: the input batch and every layer's
-// output (infer() recycles them, so it needs less). Kernel scratch space comes on top.
+// About the bytes an infer() pass holds: the input batch and the three largest layer
+// outputs (its pool recycles the rest; an inverted residual block keeps its input, the
+// expansion and the depthwise output alive at once). Kernel scratch space comes on top.
 double forward_bytes(LayerT<float>& net, int64_t batch) {
-  double per_image = double(net.input_shape().size());
+  std::vector<double> outputs;
   std::function<void(LayerT<float>&)> walk = [&](LayerT<float>& l) {
     const auto children = l.children();
-    if (children.empty()) per_image += double(l.output_shape().size());
+    if (children.empty()) outputs.push_back(double(l.output_shape().size()));
     for (auto* c : children) walk(*c);
   };
   walk(net);
+  std::sort(outputs.rbegin(), outputs.rend());
+  double per_image = double(net.input_shape().size());
+  for (size_t i = 0; i < std::min<size_t>(3, outputs.size()); ++i) per_image += outputs[i];
   return per_image * double(batch) * sizeof(float);
 }
 
