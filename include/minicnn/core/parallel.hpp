@@ -61,6 +61,10 @@ inline int plan_threads(double work, int64_t units, double grain) {
   return static_cast<int>(std::min<int64_t>(nt, lim));
 }
 
+// Grain of the passes that stream over a tensor element by element (batch-norm apply,
+// residual Add): below it a second thread costs more than it saves.
+constexpr double kMinElementsPerThread = 16384;
+
 // Calls f(thread, thread_count) on up to nt threads; returns how many ran (OpenMP may give
 // fewer than asked, inside another parallel region for instance).
 template <class F>

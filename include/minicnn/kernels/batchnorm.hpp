@@ -49,7 +49,6 @@ inline T activated(T v) {
 }
 
 // Chunks for a [rows, C] pass: 0 = automatic (none for small work, never nested).
-constexpr double kMinElementsPerThread = 16384;
 inline int bn_chunks(int64_t rows, int64_t C, int threads) {
   if (threads <= 0) return plan_threads(double(rows) * double(C), rows, kMinElementsPerThread);
   return int(std::max<int64_t>(1, std::min<int64_t>(threads, rows)));

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/parallel.hpp"
 #include "layer.hpp"
 
 namespace minicnn {
@@ -112,11 +113,14 @@ class AddT {
     const int64_t size = output_.size();
     const T* a = in[0].data();
     const T* b = in[1].data();
-    for (int64_t i = 0; i < size; ++i) y[i] = a[i] + b[i];
-    for (size_t k = 2; k < n; ++k) {
-      const T* c = in[k].data();
-      for (int64_t i = 0; i < size; ++i) y[i] += c[i];
-    }
+    const int nt = plan_threads(double(size) * double(n), size, kMinElementsPerThread);
+    parallel_ranges(size, nt, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) y[i] = a[i] + b[i];
+      for (size_t k = 2; k < n; ++k) {
+        const T* c = in[k].data();
+        for (int64_t i = lo; i < hi; ++i) y[i] += c[i];
+      }
+    });
     return output_;
   }
 
