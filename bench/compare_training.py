@@ -3,7 +3,7 @@
 (bench/torch_trainer.py), on the same machine, one run at a time, alternating the two:
 
     /usr/bin/python3 bench/compare_training.py [--datasets jellybeans12 sign_digits10] \
-        [--seeds 1 2] [--rotation 90 0] [--threads 2] [--markdown out.md] [--json out.json]
+        [--seeds 1 2] [--rotation 90 0] [--threads 2] [--isa native|avx2] [--markdown out.md] [--json out.json]
 
 Both run the recipe of docs/training.md: alpha 1.0 ImageNet MobileNetV2 at 96x96, frozen, head
 Dense 128 relu + Dropout 0.5 + softmax, Adam 1e-4, batch 32, up to 50 epochs, EarlyStopping on
@@ -29,6 +29,11 @@ ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("MINICNN_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
 
 
+# What --isa avx2 sets for both trainers: the caps of bench/compare_finetune.py.
+sys.path.insert(0, HERE)
+from compare_finetune import ISA_ENV  # noqa: E402
+
+
 def run_minicnn(args, data, seed, rotation, out_dir):
     cmd = [os.path.join(args.build, "bin", "haribo_train"), "--data", data, "--out", out_dir,
            "--weights", args.weights, "--seed", str(seed), "--threads", str(args.threads),
@@ -39,6 +44,8 @@ def run_minicnn(args, data, seed, rotation, out_dir):
     if r.returncode != 0:
         raise SystemExit("haribo_train failed:\n" + r.stdout[-2000:] + r.stderr)
     s = json.load(open(os.path.join(out_dir, "summary.json")))
+    if args.isa != "native" and s.get("isa") != args.isa:
+        raise SystemExit(f"haribo_train ran {s.get('isa')} kernels, expected {args.isa}")
     return {"best_val_loss": s["best_val_loss"], "val_accuracy": s["final_val_accuracy"],
             "epochs": s["epochs_run"], "best_epoch": s["best_epoch"], "wall_s": s["wall_seconds"],
             "train_ips": s["train_images_per_sec"], "e2e_ips": s["end_to_end_images_per_sec"],
@@ -87,9 +94,12 @@ def main():
     ap.add_argument("--epochs", type=int, default=0, help="override the 50-epoch maximum (0: keep)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "mobilenet_v2_1.0_224_no_top.mcnn"))
+    ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
+                    help="avx2: cap both trainers to AVX2 + FMA (minicnn, ATen, oneDNN, OpenBLAS)")
     ap.add_argument("--markdown")
     ap.add_argument("--json")
     args = ap.parse_args()
+    os.environ.update(ISA_ENV[args.isa])  # both trainers inherit it
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for ds in args.datasets:

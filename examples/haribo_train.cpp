@@ -477,6 +477,7 @@ int run(Settings s, bool resume, bool epochs_given) {
       {"wall_seconds", wall},
       {"peak_rss_mb", peak_rss_mb()},
       {"threads", num_threads()},
+      {"isa", isa_name(active_isa())},
       {"model", best_path},
       {"settings", s.to_json()}};
   // Strings from file names are UTF-8 (the dataset checks its class names); anything else

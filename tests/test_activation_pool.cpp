@@ -149,3 +149,28 @@ TEST_CASE("Sequential::infer recycles outputs through the model's own pool") {
   }
   CHECK(outer.buffers() == 0);
 }
+
+TEST_CASE("Sequential::infer runs a large batch in equal micro-batches") {
+  Rng rng(15);
+  auto net = small_net(rng);
+  net->fold_for_inference();
+  // Alive per sample while the widest unit runs: at least the first InvertedResidual's
+  // 9x7x8 input, 9x7x32 expansion and 9x7x32 depthwise output; at most twice the input and
+  // every layer output (a container counts its output and its last child's; hand-summed).
+  const int64_t per_sample = net->infer_bytes_per_sample(), f = int64_t(sizeof(float));
+  CHECK(per_sample >= (9 * 7 * 8 + 2 * 9 * 7 * 32) * f);
+  CHECK(per_sample <= (17 * 14 * 3 + 9 * 7 * 8 + 9 * 7 * (32 + 32 + 8 + 8) + 9 * 7 * 32 +
+                       5 * 4 * (32 + 12) + 5 * 4 * (48 + 48 + 12 + 12) + 12) *
+                          f * 2);
+  CHECK(net->infer_micro_batch() == Sequential::kInferActivationBudget / per_sample);
+  net->set_infer_activation_budget(3 * per_sample);
+  CHECK(net->infer_micro_batch() == 3);
+  for (int64_t batch : {3, 7, 10, 1}) {  // one pass; 3 + 3 + 1; 3 + 3 + 3 + 1; one
+    CAPTURE(batch);
+    TensorF x = mt::random_tensor<float>(Shape{batch, 17, 14, 3}, rng);
+    const TensorF ref = net->forward(x, false);
+    const TensorF& got = net->infer(x);
+    REQUIRE(got.shape() == ref.shape());
+    CHECK(mt::max_abs_diff(got, ref) <= 1e-5 * (1.0 + mt::max_abs(ref)));
+  }
+}

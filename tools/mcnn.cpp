@@ -76,24 +76,15 @@ void expect_memory(const std::string& what, double bytes, const std::string& adv
                       human_bytes(installed) + " of memory of this machine; " + advice);
 }
 
-// About the bytes an infer() pass holds: the input batch and the three largest layer
-// outputs (its pool recycles the rest; an inverted residual block keeps its input, the
-// expansion and the depthwise output alive at once). Kernel scratch space comes on top.
-double forward_bytes(LayerT<float>& net, int64_t batch) {
-  std::vector<double> outputs;
-  std::function<void(LayerT<float>&)> walk = [&](LayerT<float>& l) {
-    const auto children = l.children();
-    if (children.empty()) outputs.push_back(double(l.output_shape().size()));
-    for (auto* c : children) walk(*c);
-  };
-  walk(net);
-  std::sort(outputs.rbegin(), outputs.rend());
-  double per_image = double(net.input_shape().size());
-  for (size_t i = 0; i < std::min<size_t>(3, outputs.size()); ++i) per_image += outputs[i];
-  return per_image * double(batch) * sizeof(float);
+// About the bytes an infer() pass holds: the input and output batches, and what is alive
+// in one micro-batch (models/sequential.hpp). Kernel scratch space comes on top.
+double forward_bytes(Sequential& net, int64_t batch) {
+  const double io = double(net.input_shape().size() + net.output_shape().size()) * sizeof(float);
+  return io * double(batch) +
+         double(std::min(batch, net.infer_micro_batch())) * double(net.infer_bytes_per_sample());
 }
 
-void expect_forward(LayerT<float>& net, int64_t batch, const std::string& advice) {
+void expect_forward(Sequential& net, int64_t batch, const std::string& advice) {
   const Shape in = net.input_shape();
   expect_memory("a forward pass of " + std::to_string(batch) + " image" + (batch == 1 ? "" : "s") +
                     " of " + std::to_string(in[0]) + "x" + std::to_string(in[1]),

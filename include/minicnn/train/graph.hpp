@@ -230,13 +230,7 @@ class TrainingGraphT {
   }
   // Elements of every activation a (folded) unit keeps per sample: its leaves' outputs and
   // a composite's own output (a residual Add).
-  static int64_t activation_elements(LayerT<T>& l) {
-    auto kids = l.children();
-    if (kids.empty()) return l.output_shape().size();
-    int64_t n = l.output_shape().size();  // a residual Add's output
-    for (auto* c : kids) n += activation_elements(*c);
-    return n;
-  }
+  static int64_t activation_elements(LayerT<T>& l) { return seq_detail::activation_elements(l); }
   // A hash of the boundary and of every prefix parameter's name and bytes (all of them: a
   // stale snapshot would silently compute with old weights). ~2 ms for MobileNetV2.
   uint64_t fingerprint(size_t b) const {
