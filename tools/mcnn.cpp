@@ -360,8 +360,19 @@ int cmd_bench(const std::string& weights, int64_t size, int64_t batch, int threa
   double ips = batch / (median / 1000.0);
   if (profile) {
     // A separate set of runs: the observer's clock reads are kept out of the figures above.
+    // infer() may run a batch as several micro-batches: each layer's times within one run
+    // are summed, so that a row is the layer's time for the whole batch.
     forward_observer() = record_layer_time;
-    for (int i = 0; i < runs; ++i) m.net->infer(x);
+    for (int i = 0; i < runs; ++i) {
+      std::vector<size_t> before;
+      for (const auto& row : profile_table()) before.push_back(row.seconds.size());
+      m.net->infer(x);
+      for (size_t r = 0; r < profile_table().size(); ++r) {
+        auto& sec = profile_table()[r].seconds;
+        const size_t keep = (r < before.size() ? before[r] : 0) + 1;
+        for (; sec.size() > keep; sec.pop_back()) sec[sec.size() - 2] += sec.back();
+      }
+    }
     forward_observer() = nullptr;
   }
   if (as_json) {
