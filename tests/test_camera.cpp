@@ -410,6 +410,30 @@ TEST_CASE("mjpeg: TurboJPEG decodes as PIL does and the standard tables restore 
   CHECK_THROWS_AS(dec.decode(junk.data(), junk.size(), 1, "junk"), FormatError);
 }
 
+TEST_CASE("decode_frame: a JPEG behind FF fill bytes is decoded by TurboJPEG, not stb_image") {
+  // stb_image accepts FF bytes before the SOI and would decode such a frame itself, with its
+  // entropy decoder that misbehaves on corrupt scans (docs/fuzzing.md, finding 14). A bare
+  // UVC frame (no DHT) shows which decoder ran: stb refuses it, the camera path inserts the
+  // standard tables and TurboJPEG decodes it.
+  const std::vector<uint8_t> jpg = fixture("frame.jpg"), nodht = fixture("frame_nodht.jpg");
+  JpegDecoder dec;
+  const Image full = dec.decode(jpg.data(), jpg.size(), 1, "frame.jpg");
+  std::vector<uint8_t> filled(3, 0xFF);
+  filled.insert(filled.end(), nodht.begin() + 1, nodht.end());  // FF FF FF + FF D8 ...
+  Frame f;
+  decode_frame(filled.data(), filled.size(), DecodeOptions{}, dec, f, "filled");
+  CHECK(f.image.width == 64);
+  CHECK(f.image.height == 48);
+  CHECK(f.image.pixels == full.pixels);
+  REQUIRE(f.jpeg != nullptr);  // what the browser gets starts at the SOI
+  CHECK((*f.jpeg)[0] == 0xFF);
+  CHECK((*f.jpeg)[1] == 0xD8);
+  // Fill bytes and no SOI: not a JPEG; stb_image's other formats do not know it either.
+  std::vector<uint8_t> no_soi(8, 0xFF);
+  CHECK_THROWS_AS(decode_frame(no_soi.data(), no_soi.size(), DecodeOptions{}, dec, f, "x"),
+                  FormatError);
+}
+
 TEST_CASE("mjpeg: a stream splits into its frames and skips junk and a cut-off frame") {
   const std::vector<uint8_t> s = fixture("stream.mjpeg");
   const std::string meta(reinterpret_cast<const char*>(fixture("stream.json").data()),

@@ -21,28 +21,14 @@ using namespace minicnn;
 namespace fs = std::filesystem;
 
 namespace {
-const char* const kNames[] = {"a",
-                              "b",
-                              "class one",
-                              "gr\xc3\xbcn \xe2\x9c\x93",
-                              "new\nline",
-                              ".hidden",
-                              "x.jpg",
-                              "Y.JPEG",
-                              "pic.png",
-                              "img.bmp",
-                              "p.ppm",
-                              "t.tif",
-                              "jpg",
-                              ".jpg",
-                              "tab\there.png",
-                              "\xff\xfe bad utf8.ppm",
-                              "back\\slash.bmp",
-                              "quote\"'<&>.ppm",
-                              "-dash.ppm",
-                              "trailing space .ppm ",
-                              "very_long_name_very_long_name_very_long_name_very_long_name_"
-                              "very_long_name_very_long_name.ppm"};
+const char* const kNames[] = {
+    "a", "b", "class one", "gr\xc3\xbcn \xe2\x9c\x93", "new\nline", ".hidden", "x.jpg", "Y.JPEG",
+    "pic.png", "img.bmp", "p.ppm", "t.tif", "jpg", ".jpg", "tab\there.png", "\xff\xfe bad utf8.ppm",
+    "back\\slash.bmp", "quote\"'<&>.ppm", "-dash.ppm", "trailing space .ppm ",
+    // One name split over two lines: the parentheses tell clang's
+    // -Wstring-concatenation that no comma is missing.
+    ("very_long_name_very_long_name_very_long_name_very_long_name_"
+     "very_long_name_very_long_name.ppm")};
 constexpr int kNameCount = sizeof(kNames) / sizeof(kNames[0]);
 
 // A 2x2 binary PPM and a 2x2 BMP: tiny images every build decodes.

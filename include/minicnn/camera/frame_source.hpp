@@ -63,6 +63,13 @@ inline constexpr int64_t kPassThroughMaxPixels = 1920 * 1080;
 inline void decode_frame(const uint8_t* data, size_t size, const DecodeOptions& opt,
                          JpegDecoder& jpeg, Frame& f, const std::string& where) {
   const auto t0 = Clock::now();
+  // FF fill bytes may precede the SOI (stb_image accepts them; TurboJPEG wants FF D8 first).
+  // Such a frame is still a JPEG and must not fall through to stb_image, whose entropy
+  // decoder has undefined behaviour on corrupt scans (docs/fuzzing.md, finding 14).
+  if (const size_t soi = image_detail::jpeg_soi_end(data, size); soi >= 3) {
+    data += soi - 2;
+    size -= soi - 2;
+  }
   const bool is_jpeg = size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
   if (is_jpeg) {
     auto bytes = std::make_shared<std::vector<uint8_t>>(with_huffman_tables(data, size, where));
