@@ -196,3 +196,32 @@ TEST_CASE("train_on_batch: bad shapes are refused before anything changes") {
   CHECK_THROWS_WITH_AS(uncompiled.train_on_batch(d.x.view(), d.y.view()),
                        doctest::Contains("compile"), ConfigError);
 }
+
+TEST_CASE("a steady-state Sequential::infer allocates nothing, one frame or micro-batches") {
+  require_counting_malloc();
+  auto model = small_classifier(/*freeze_base=*/true);
+  model->fold_for_inference();
+  Rng rng(3);
+  const Tensor<float> frame = mt::random_tensor<float>(Shape{1, 64, 64, 3}, rng);
+  const Tensor<float> frames = mt::random_tensor<float>(Shape{7, 64, 64, 3}, rng);
+  // Three samples per pass, so 7 frames run as 3 + 3 + 1.
+  model->set_infer_activation_budget(3 * model->infer_bytes_per_sample());
+  REQUIRE(model->infer_micro_batch() == 3);
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    set_num_threads(threads);
+    for (const Tensor<float>* x : {&frame, &frames}) {
+      CAPTURE(x->dim(0));
+      const Tensor<float> ref = model->forward(x->view(), false);
+      for (int s = 0; s < 2; ++s) model->infer(x->view());  // warm-up: buffers reach their sizes
+      float first = 0;
+      auto [n, largest] = count_allocations([&] {
+        for (int s = 0; s < 3; ++s) first = model->infer(x->view())[0];
+      });
+      CAPTURE(largest);
+      CHECK(n == 0);
+      CHECK(std::abs(first - ref[0]) <= 1e-5f * (1.f + std::abs(ref[0])));
+      CHECK(mt::max_abs_diff(model->infer(x->view()), ref) <= 1e-5 * (1.0 + mt::max_abs(ref)));
+    }
+  }
+}

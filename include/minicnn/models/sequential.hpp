@@ -115,22 +115,35 @@ class SequentialT : public LayerT<T> {
   // 24.0 ms with a buffer per layer, 21.7 ms pooled, less again in micro-batches of 16.
   // Only the returned output is valid afterwards; forward(x, false) keeps every layer's.
   const Tensor<T>& infer(ConstView<T> x) {
+    const int64_t n = x.rank() > 0 ? x.dim(0) : 0;
+    if (n <= infer_micro_batch()) {
+      typename ActivationPoolT<T>::Scope scope(inference_pool_);
+      return this->forward(x, false);
+    }
+    infer_output_.resize(this->output_shape().with_leading(n));
+    infer_into(x, infer_output_.view());
+    return infer_output_;
+  }
+  // infer() written into `out` (x's batch, this model's output shape), micro-batch by
+  // micro-batch, so the rows are copied once (the training graph's frozen prefix writes
+  // its features this way).
+  void infer_into(ConstView<T> x, TensorView<T> out) {
+    if (!this->built_) this->build(x.shape().sample());
+    const int64_t n = x.rank() > 0 ? x.dim(0) : 0, row = this->output_shape().size();
+    if (out.size() != n * row)
+      throw ShapeError("Sequential '" + this->name_ + "': infer_into needs an output of " +
+                       this->output_shape().with_leading(n).str() + ", got " + out.shape().str());
     typename ActivationPoolT<T>::Scope scope(inference_pool_);
-    const int64_t n = x.rank() > 0 ? x.dim(0) : 0, most = infer_micro_batch();
-    if (n <= most) return this->forward(x, false);
-    const int64_t calls = (n + most - 1) / most, step = (n + calls - 1) / calls;
+    const int64_t step = infer_step(n);
     for (int64_t i = 0; i < n; i += step) {
       const int64_t m = std::min(step, n - i);
       const Tensor<T>& y = this->forward(x.batch_slice(i, m), false);
-      if (i == 0) infer_output_.resize(y.shape().sample().with_leading(n));
-      const int64_t row = y.size() / m;
-      std::copy(y.data(), y.data() + y.size(), infer_output_.data() + i * row);
+      std::copy(y.data(), y.data() + m * row, out.data() + i * row);
     }
-    return infer_output_;
   }
   // Samples per infer() pass: what is alive while a layer runs (its input and all it
-  // computes) within kInferActivationBudget for the whole micro-batch. The budget is the
-  // training graph's for its frozen prefix: 16 samples of MobileNetV2 at 96x96 (the
+  // computes) within kInferActivationBudget for the whole micro-batch. The budget is also
+  // the training graph's for its frozen prefix: 16 samples of MobileNetV2 at 96x96 (the
   // 48x48 block keeps ~1.9 MB per sample alive), large enough for the GEMMs to keep their
   // speed (batches of 4 were 15-30% slower per image), small enough to stay in L2 + L3.
   static constexpr int64_t kInferActivationBudget = 32 << 20;
@@ -139,13 +152,22 @@ class SequentialT : public LayerT<T> {
     const int64_t per_sample = infer_bytes_per_sample();
     return per_sample > 0 ? std::max<int64_t>(1, infer_budget_ / per_sample) : int64_t(1) << 20;
   }
+  // Equal micro-batches for n samples: 32 at most 21 each run as 16 + 16, not 21 + 11.
+  int64_t infer_step(int64_t n) const {
+    const int64_t most = infer_micro_batch(), calls = (n + most - 1) / most;
+    return calls > 0 ? (n + calls - 1) / calls : 1;
+  }
+  // Computed once per build or fold: a camera frame's infer() walks no layer tree and
+  // allocates nothing for it.
   int64_t infer_bytes_per_sample() const {
+    if (!this->built_) return 0;
+    if (infer_bytes_per_sample_ >= 0) return infer_bytes_per_sample_;
     int64_t in = this->input_shape().size(), most = 0;
     for (auto& l : layers_) {
       most = std::max(most, (in + seq_detail::activation_elements(*l)) * int64_t(sizeof(T)));
       in = l->output_shape().size();
     }
-    return most;
+    return infer_bytes_per_sample_ = most;
   }
 
   // {"name", "layers": [{"class_name", "config"}, ...]}: Keras' Sequential config.
@@ -172,6 +194,7 @@ class SequentialT : public LayerT<T> {
     layers_.push_back(std::move(layer));
     // A built model rebuilds lazily (built children keep their shapes).
     this->built_ = false;
+    infer_bytes_per_sample_ = -1;
     return *layers_.back();
   }
 
@@ -222,6 +245,7 @@ class SequentialT : public LayerT<T> {
   void fold_for_inference() override {
     fold_layer_sequence(layers_);
     find_first_run();
+    infer_bytes_per_sample_ = -1;
     this->inference_only_ = true;
   }
 
@@ -252,6 +276,7 @@ class SequentialT : public LayerT<T> {
       layers_[i + 1]->absorb_previous(layers_[i].get());
     }
     find_first_run();
+    infer_bytes_per_sample_ = -1;
     return s;
   }
   // Whether layer i is done by a neighbour (LayerT::absorbed_next(), absorbed_previous()).
@@ -349,6 +374,7 @@ class SequentialT : public LayerT<T> {
   ActivationPoolT<T> inference_pool_;  // infer()'s
   Tensor<T> infer_output_;             // infer()'s result when it ran micro-batches
   int64_t infer_budget_ = kInferActivationBudget;
+  mutable int64_t infer_bytes_per_sample_ = -1;  // -1: not yet computed for this build
 };
 
 using Sequential = SequentialT<float>;

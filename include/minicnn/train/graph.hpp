@@ -38,13 +38,6 @@ namespace minicnn {
 template <typename T>
 class TrainingGraphT {
  public:
-  // Bytes of prefix activations alive at once in one micro-batch. MobileNetV2 at 96x96 keeps
-  // at most ~1.5 MB per image alive (block 1: its input, expansion, depthwise and projection
-  // outputs), so a batch of 32 runs as two micro-batches of 16: large enough for the GEMMs
-  // to reach full speed (micro-batches of 6 were ~20% slower), small enough for the whole
-  // training run to stay near 100 MB.
-  static constexpr int64_t kPrefixActivationBudget = 32 << 20;
-
   // Finds the boundary and (re)builds the folded prefix if the boundary or the frozen
   // weights changed since the last call; true when it did. Cheap when nothing changed
   // (one hash pass over the frozen weights).
@@ -73,20 +66,11 @@ class TrainingGraphT {
     boundary_ = b;
     fingerprint_ = fp;
     prefix_.reset();
-    pool_.clear();
-    prefix_bytes_per_sample_ = 0;
     if (b > 0) {
       prefix_ = std::make_unique<SequentialT<T>>(net.name() + "/frozen");
       for (size_t i = 0; i < b; ++i) prefix_->add(clone_layer(*units_[i], /*trainable=*/false));
       prefix_->build(units_[0]->input_shape());
       prefix_->fold_for_inference();
-      // Alive while unit l runs: its input (the previous output) and all it computes.
-      int64_t in = units_[0]->input_shape().size();
-      for (auto* l : prefix_->layers()) {
-        prefix_bytes_per_sample_ =
-            std::max(prefix_bytes_per_sample_, (in + activation_elements(*l)) * int64_t(sizeof(T)));
-        in = l->output_shape().size();
-      }
     }
     refresh_params();
     return true;
@@ -105,43 +89,24 @@ class TrainingGraphT {
   // Trainable, non-state parameters of the rest, model order (built once per prepare()).
   const std::vector<ParameterT<T>*>& trainable_parameters() const { return trainable_; }
   bool softmax_head() const { return !units_.empty() && units_.back()->softmax_output(); }
-  // Samples per prefix call so that its activations stay within the budget.
-  int64_t prefix_micro_batch() const {
-    if (prefix_bytes_per_sample_ <= 0) return 1 << 20;
-    return std::max<int64_t>(1, kPrefixActivationBudget / prefix_bytes_per_sample_);
-  }
-  // Equal micro-batches for n samples (32 at most 21 each: 16 + 16, not 21 + 11).
-  int64_t prefix_step(int64_t n) const {
-    const int64_t most = prefix_micro_batch(), calls = (n + most - 1) / most;
-    return calls > 0 ? (n + calls - 1) / calls : 1;
-  }
+  // Samples per prefix call: the prefix runs as Sequential::infer() does, in micro-batches
+  // whose activations stay within its budget (MobileNetV2 at 96x96: a batch of 32 runs as
+  // two of 16, large enough for the GEMMs to reach full speed, small enough for a whole
+  // training run to stay near 100 MB).
+  int64_t prefix_micro_batch() const { return prefix_ ? prefix_->infer_micro_batch() : 1 << 20; }
 
   // Prefix output for a batch of inputs, written to `out` (rows in order).
   void prefix_forward(ConstView<T> x, TensorView<T> out) {
     if (!prefix_) throw Error("TrainingGraph: the model has no frozen prefix");
-    const int64_t n = x.dim(0), step = prefix_step(n);
-    const int64_t out_row = n ? out.size() / n : 0;
-    typename ActivationPoolT<T>::Scope scope(pool_);
-    for (int64_t i = 0; i < n; i += step) {
-      const int64_t m = std::min(step, n - i);
-      const Tensor<T>& y = prefix_->forward(x.batch_slice(i, m), false);
-      std::copy(y.data(), y.data() + m * out_row, out.data() + i * out_row);
-    }
+    prefix_->infer_into(x, out);
   }
 
   // The whole model: prefix (folded) then rest. `x` is the model input.
   const Tensor<T>& forward(ConstView<T> x, bool training) {
     if (!prefix_) return forward_rest(x, training);
     const int64_t n = x.dim(0);
-    if (n <= prefix_micro_batch()) {
-      // The prefix's last output stays with its layer: the rest reads it, backward too.
-      const Tensor<T>* h = nullptr;
-      {
-        typename ActivationPoolT<T>::Scope scope(pool_);
-        h = &prefix_->forward(x, false);
-      }
-      return forward_rest(h->view(), training);
-    }
+    // The prefix's last output stays with its layer: the rest reads it, backward too.
+    if (n <= prefix_micro_batch()) return forward_rest(prefix_->infer(x).view(), training);
     features_.resize(rest_input_shape().with_leading(n));
     prefix_forward(x, features_.view());
     return forward_rest(features_.view(), training);
@@ -228,9 +193,6 @@ class TrainingGraphT {
     walk(walk, l);
     return !random;
   }
-  // Elements of every activation a (folded) unit keeps per sample: its leaves' outputs and
-  // a composite's own output (a residual Add).
-  static int64_t activation_elements(LayerT<T>& l) { return seq_detail::activation_elements(l); }
   // A hash of the boundary and of every prefix parameter's name and bytes (all of them: a
   // stale snapshot would silently compute with old weights). ~2 ms for MobileNetV2.
   uint64_t fingerprint(size_t b) const {
@@ -269,8 +231,6 @@ class TrainingGraphT {
   size_t boundary_ = 0;
   uint64_t fingerprint_ = 0;
   std::unique_ptr<SequentialT<T>> prefix_;
-  int64_t prefix_bytes_per_sample_ = 0;  // alive at once per sample (see prepare())
-  ActivationPoolT<T> pool_;
   ActivationPoolT<T> gradient_pool_;
   std::vector<ParameterT<T>*> trainable_;
   std::vector<bool> earlier_trainable_;
