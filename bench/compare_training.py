@@ -85,6 +85,31 @@ def table(results):
     return "\n".join(lines)
 
 
+def seed_summary(results):
+    """Mean and sample standard deviation over the seeds of each (dataset, rotation), per trainer.
+
+    The two trainers draw different random numbers (head initialisation, dropout masks,
+    shuffling, augmentation), so single seeds are not paired; with several seeds the means
+    say whether one trainer learns better, and the spread how much one seed moves.
+    """
+    groups = {}
+    for r in results:
+        groups.setdefault((r["dataset"], r["rotation"]), []).append(r)
+    lines = ["| dataset | rotation | seeds | trainer | best val_loss, mean (sd) | val_accuracy, mean (sd) "
+             "| epochs, mean |", "|---|---|---|---|---|---|---|"]
+    for (ds, rot), rs in groups.items():
+        for who in ("minicnn", "pytorch"):
+            def stat(key):
+                v = [r[who][key] for r in rs]
+                mean = sum(v) / len(v)
+                sd = (sum((x - mean) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
+                return mean, sd
+            (lm, ls), (am, asd), (em, _) = stat("best_val_loss"), stat("val_accuracy"), stat("epochs")
+            lines.append("| %s | %s | %d | %s | %.4f (%.4f) | %.4f (%.4f) | %.1f |" % (
+                ds, rot, len(rs), who, lm, ls, am, asd, em))
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["jellybeans12"])
@@ -118,6 +143,8 @@ def main():
                         print("  ", r[who], flush=True)
                     results.append(r)
     md = table(results)
+    if len(args.seeds) > 1:
+        md += "\n\n" + seed_summary(results)
     print(md)
     if args.markdown:
         open(args.markdown, "w").write(md + "\n")
