@@ -1,5 +1,7 @@
 // Image decoding, PIL-compatible resizing and bad image files.
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
 
 #include <minicnn/data/image.hpp>
 
@@ -62,6 +64,38 @@ std::string tiny_jpeg(bool progressive, unsigned char scan_tables = 0x00, bool w
     j += '\x3f';  // DC code 0, end of block
   }
   return j + "\xff\xd9";
+}
+
+// A gray JPEG of `blocks` 8x8 blocks in one row, written byte by byte. DC table 0 has one
+// 1-bit code, for size 15; AC table 0 one 1-bit code, end of block. Each block is that code,
+// 15 one bits (a DC difference of +32767) and end of block, so the DC prediction of block k
+// is 32767 k and stb_image computes 32767 k * q0 in int.
+std::vector<char> dc_ramp_jpeg(int blocks, unsigned q0, bool sixteen_bit) {
+  const std::string dc_size_15("\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x0f", 17);
+  const std::string end_of_block("\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 17);
+  std::string j("\xff\xd8", 2);
+  if (sixteen_bit) {
+    j += std::string("\xff\xdb\x00\x83\x10", 5) + char(q0 >> 8) + char(q0 & 255);
+    for (int i = 1; i < 64; ++i) j += std::string("\0\1", 2);
+  } else {
+    j += std::string("\xff\xdb\x00\x43\x00", 5) + char(q0) + std::string(63, '\x01');
+  }
+  const int w = 8 * blocks;
+  j += std::string("\xff\xc0\x00\x0b\x08\x00\x08", 7) + char(w >> 8) + char(w & 255);
+  j += std::string("\x01\x01\x11\x00", 4);
+  j += std::string("\xff\xc4\x00\x14\x00", 5) + dc_size_15;
+  j += std::string("\xff\xc4\x00\x14\x10", 5) + end_of_block;
+  j += std::string("\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00", 10);
+  std::string bits;
+  for (int b = 0; b < blocks; ++b) bits += "0" + std::string(15, '1') + "0";
+  bits += std::string((8 - bits.size() % 8) % 8, '1');
+  for (size_t i = 0; i < bits.size(); i += 8) {
+    const char byte = char(std::stoi(bits.substr(i, 8), nullptr, 2));
+    j += byte;
+    if (byte == '\xff') j += '\0';  // stuffed
+  }
+  j += "\xff\xd9";
+  return std::vector<char>(j.begin(), j.end());
 }
 
 // A 2x1 RGBA PSD (8 bits, raw or PackBits planes) with the given pixels, each {r, g, b, a}.
@@ -189,6 +223,102 @@ TEST_CASE(
   over[2 + 69 + 13 + 5] = 3;
   mt::check_throws_with([&] { decode_image_memory(bytes(over), "'over.jpg'"); },
                         {"'over.jpg'", "Huffman table at byte 88", "over-subscribe"});
+}
+
+TEST_CASE("the replay of stb_image's entropy decoding keeps step on every scan layout") {
+  // tools/make_image_fixtures.py: progressive 4:2:0, grey and CMYK; restart markers in a
+  // baseline and a progressive file. The replay must reach the end-of-image marker through
+  // every scan, as stb does, and find nothing; then stb decodes each file.
+  const char* names[] = {"gradient.jpg",
+                         "camera.jpg",
+                         "scan_progressive_420.jpg",
+                         "scan_progressive_grey.jpg",
+                         "scan_progressive_cmyk.jpg",
+                         "scan_baseline_restart3.jpg",
+                         "scan_progressive_restart_rows.jpg"};
+  for (const char* name : names) {
+    CAPTURE(name);
+    const std::vector<char> file = read_file_bytes(mt::fixtures_dir() + "/images/" + name);
+    image_detail::StbJpegReplay replay(reinterpret_cast<const unsigned char*>(file.data()),
+                                       file.size());
+    CHECK(replay.run().empty());
+    CHECK(replay.reached_end());
+    const Image img = decode_image_memory(file, name);
+    CHECK(img.width == (name[0] == 's' ? 61 : 40));
+  }
+}
+
+TEST_CASE("the replay keeps step with stb_image on every JPEG of ../shared") {
+  mt::require_shared("datasets/sign_digits10");
+  namespace fs = std::filesystem;
+  int files = 0;
+  for (const char* dir : {"datasets", "imagenet-samples"})
+    for (const auto& e : fs::recursive_directory_iterator(mt::shared_dir() + "/" + dir)) {
+      std::string ext = e.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      if (!e.is_regular_file() || (ext != ".jpg" && ext != ".jpeg")) continue;
+      const std::vector<char> file = read_file_bytes(e.path().string());
+      image_detail::StbJpegReplay replay(reinterpret_cast<const unsigned char*>(file.data()),
+                                         file.size());
+      const std::string problem = replay.run();
+      if (!problem.empty() || !replay.reached_end())
+        FAIL_CHECK(e.path().string() << ": " << problem);
+      ++files;
+    }
+  MESSAGE("replayed " << files << " JPEG photos");
+  CHECK(files >= 2000);
+}
+
+TEST_CASE("a JPEG whose DC value leaves int is refused before stb_image") {
+  // stb_image 2.27 computes dc_pred + diff and dc * dequant[0] in int with no check (clang's
+  // UBSan: "65534 * 65535 cannot be represented in type 'int'" in stbi__jpeg_decode_block).
+  // One block of the largest DC difference with a 16-bit quantiser of 65535 still fits.
+  const Image one = decode_image_memory(dc_ramp_jpeg(1, 65535, true), "'one.jpg'");
+  CHECK(one.width == 8);
+  mt::check_throws_with([&] { decode_image_memory(dc_ramp_jpeg(2, 65535, true), "'two.jpg'"); },
+                        {"'two.jpg'", "block 2 of component 1", "DC value of 65534",
+                         "times its quantiser 65535 is 4294770690"});
+  // With 8-bit tables it takes 258 such blocks: 32767 * 257 * 255 still fits in int.
+  CHECK(decode_image_memory(dc_ramp_jpeg(257, 255, false), "'257.jpg'").width == 8 * 257);
+  mt::check_throws_with([&] { decode_image_memory(dc_ramp_jpeg(258, 255, false), "'258.jpg'"); },
+                        {"'258.jpg'", "block 258 of component 1", "DC value of 8453886"});
+}
+
+TEST_CASE("a JPEG scan whose data runs out inside a block is refused before stb_image") {
+  // fuzz_mjpeg's finding 14 as a still image (its first byte is the harness's mode byte):
+  // stb_image's bit reader would count a negative number of bits and then shift by 32.
+  std::vector<char> frame =
+      read_file_bytes(mt::source_dir() +
+                      "/tests/fuzz/regressions/fuzz_mjpeg/jpeg_fill_bytes_scan_past_marker_shift");
+  frame.erase(frame.begin());
+  mt::check_throws_with([&] { decode_image_memory(frame, "'frame.jpg'"); },
+                        {"'frame.jpg'", "runs out of data inside its block"});
+  // Every cut of a scan, closed with an end-of-image marker, either decodes (stb fills the
+  // rest with zero bits, which is defined) or is refused so; under the sanitizer build
+  // UBSan watches stb on each one that decodes.
+  for (const char* name :
+       {"gradient.jpg", "scan_progressive_420.jpg", "scan_baseline_restart3.jpg"}) {
+    CAPTURE(name);
+    const std::vector<char> file = read_file_bytes(mt::fixtures_dir() + "/images/" + name);
+    size_t sos = 0;
+    while (!(uint8_t(file[sos]) == 0xFF && uint8_t(file[sos + 1]) == 0xDA)) ++sos;
+    int refused = 0, decoded = 0;
+    for (size_t cut = sos + 14; cut + 2 < file.size(); ++cut) {
+      std::vector<char> cut_file(file.begin(), file.begin() + std::ptrdiff_t(cut));
+      cut_file.push_back('\xff');
+      cut_file.push_back('\xd9');
+      try {
+        decode_image_memory(cut_file, "'cut.jpg'");
+        ++decoded;
+      } catch (const FormatError& e) {
+        const std::string what = e.what();
+        if (what.find("runs out of data inside its block") != std::string::npos) ++refused;
+      }
+    }
+    CAPTURE(decoded);
+    CHECK(refused > 0);
+  }
 }
 
 TEST_CASE("a PSD whose alpha pixels are not matted on white is refused before stb_image") {

@@ -13,6 +13,7 @@
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
 #include "../io/npy.hpp"
+#include "jpeg_entropy.hpp"
 #include "stb_image_impl.hpp"
 
 namespace minicnn {
@@ -482,6 +483,9 @@ inline Image decode_image_memory(const std::vector<char>& bytes, const std::stri
   if (!big.empty()) throw FormatError("image " + where + ": " + big);
   const std::string matte = image_detail::psd_matte_problem(buf, bytes.size());
   if (!matte.empty()) throw FormatError("image " + where + ": " + matte);
+  // After the size checks, which bound the replay's work and its progressive state.
+  const std::string entropy = image_detail::jpeg_entropy_problem(buf, bytes.size());
+  if (!entropy.empty()) throw FormatError("image " + where + ": " + entropy);
   int ch = 0;
   stbi_uc* data = stbi_load_from_memory(buf, len, &w, &h, &ch, 3);
   if (!data)
