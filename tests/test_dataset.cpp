@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "test_support.hpp"
@@ -178,23 +179,11 @@ TEST_CASE("image folder: corrupt, truncated and unreadable files are skipped and
       CHECK(s.reason.find("truncated") != std::string::npos);
 }
 
-// Permissions do not bind root, who runs CI; the folder is therefore loaded in a child
-// process that first gives up root for the user "nobody" (uid and gid 65534). The child
-// reports through its exit code: 1 wrong image count, 2 wrong skipped entries, 3 a reason
-// that does not name the permission problem, 4 an exception, 10 could not drop root.
-TEST_CASE("image folder: a file and a folder without read permission are skipped and reported") {
-  TempDir d;
-  const std::string png = dataset_fixture("mode_RGB.png");
-  for (int i = 0; i < 2; ++i) copy_to(png, d.path / "a" / ("ok" + std::to_string(i) + ".png"));
-  copy_to(png, d.path / "b" / "ok.png");
-  copy_to(png, d.path / "b" / "locked.png");
-  copy_to(png, d.path / "b" / "locked_dir" / "inside.png");
-  const auto open = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                    fs::perms::others_read | fs::perms::others_exec;
-  fs::permissions(d.path, open);
-  for (const auto& e : fs::recursive_directory_iterator(d.path)) fs::permissions(e.path(), open);
-  fs::permissions(d.path / "b" / "locked.png", fs::perms::none);
-  fs::permissions(d.path / "b" / "locked_dir", fs::perms::none);
+// Permissions do not bind root, who runs CI; a folder with unreadable parts is therefore
+// loaded in a child process that first gives up root for the user "nobody" (uid and gid
+// 65534). The child reports through its exit code: `body`'s result, 4 for an exception it
+// let out, 10 when it could not drop root.
+int exit_code_as_nobody(const std::function<int()>& body) {
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -204,23 +193,7 @@ TEST_CASE("image folder: a file and a folder without read permission are skipped
       ::_exit(10);
     int code = 0;
     try {
-      FolderOptions o;
-      o.height = o.width = 4;
-      o.verbose = false;
-      ImageFolder ds = load_image_folder(d.str(), o);
-      std::set<std::string> names;
-      bool named = true;
-      for (const auto& sk : ds.skipped) {
-        names.insert(fs::path(sk.path).filename().string());
-        named = named && sk.reason.find("Permission denied") != std::string::npos;
-        std::fprintf(stderr, "skipped %s: %s\n", sk.path.c_str(), sk.reason.c_str());
-      }
-      if (ds.size() != 3)
-        code = 1;
-      else if (names != std::set<std::string>{"locked.png", "locked_dir"})
-        code = 2;
-      else if (!named)
-        code = 3;
+      code = body();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "%s\n", e.what());
       code = 4;
@@ -229,10 +202,74 @@ TEST_CASE("image folder: a file and a folder without read permission are skipped
   }
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+// Two readable images in a/, and b/ holding ok.png, locked.png and locked_dir/inside.png, all
+// readable by everyone until the caller locks some.
+void write_two_class_folder(const TempDir& d) {
+  const std::string png = dataset_fixture("mode_RGB.png");
+  for (int i = 0; i < 2; ++i) copy_to(png, d.path / "a" / ("ok" + std::to_string(i) + ".png"));
+  copy_to(png, d.path / "b" / "ok.png");
+  copy_to(png, d.path / "b" / "locked.png");
+  copy_to(png, d.path / "b" / "locked_dir" / "inside.png");
+  const auto open = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                    fs::perms::others_read | fs::perms::others_exec;
+  fs::permissions(d.path, open);
+  for (const auto& e : fs::recursive_directory_iterator(d.path)) fs::permissions(e.path(), open);
+}
+
+// Exit codes: 1 wrong image count, 2 wrong skipped entries, 3 a reason that does not name
+// the permission problem.
+TEST_CASE("image folder: a file and a folder without read permission are skipped and reported") {
+  TempDir d;
+  write_two_class_folder(d);
+  fs::permissions(d.path / "b" / "locked.png", fs::perms::none);
+  fs::permissions(d.path / "b" / "locked_dir", fs::perms::none);
+  const int code = exit_code_as_nobody([&] {
+    FolderOptions o;
+    o.height = o.width = 4;
+    o.verbose = false;
+    ImageFolder ds = load_image_folder(d.str(), o);
+    std::set<std::string> names;
+    bool named = true;
+    for (const auto& sk : ds.skipped) {
+      names.insert(fs::path(sk.path).filename().string());
+      named = named && sk.reason.find("Permission denied") != std::string::npos;
+      std::fprintf(stderr, "skipped %s: %s\n", sk.path.c_str(), sk.reason.c_str());
+    }
+    if (ds.size() != 3) return 1;
+    if (names != std::set<std::string>{"locked.png", "locked_dir"}) return 2;
+    return named ? 0 : 3;
+  });
   fs::permissions(d.path / "b" / "locked.png", fs::perms::owner_all);
   fs::permissions(d.path / "b" / "locked_dir", fs::perms::owner_all);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(code == 0);
+}
+
+// Exit codes: 1 no error, 2 an error that does not say which folder could not be listed and
+// why.
+TEST_CASE("image folder: a class folder without read permission is an error that says why") {
+  TempDir d;
+  write_two_class_folder(d);
+  fs::permissions(d.path / "b", fs::perms::none);
+  const int code = exit_code_as_nobody([&] {
+    FolderOptions o;
+    o.height = o.width = 4;
+    o.verbose = false;
+    try {
+      (void)load_image_folder(d.str(), o);
+    } catch (const ConfigError& e) {
+      const std::string m = e.what();
+      std::fprintf(stderr, "%s\n", m.c_str());
+      const std::string want = (d.path / "b").string() + " (cannot list folder: Permission denied)";
+      return m.find(want) != std::string::npos && m.find("no images") != std::string::npos ? 0 : 2;
+    }
+    return 1;
+  });
+  fs::permissions(d.path / "b", fs::perms::owner_all);
+  CHECK(code == 0);
 }
 
 TEST_CASE("image folder: missing folder, one class, empty class and undecodable class are errors") {

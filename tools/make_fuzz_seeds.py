@@ -228,6 +228,10 @@ def folder_seeds(out):
     put(out, "fuzz_folder", "odd_names", bytes([0, 3, 0, 0, 4, 0, 3, 14, 1, 3, 15, 2, 4, 6, 1, 3, 19, 2, 2, 7, 2]))
     put(out, "fuzz_folder", "links", two_classes + bytes([6, 2, 1, 7, 1, 2, 7, 0, 1, 8, 3, 0, 0, 5, 0]))
     put(out, "fuzz_folder", "raw_names", bytes([0, 0xF0, 0, 0, 0xF1, 0, 3, 0xF2, 1, 3, 0xF3, 2]))
+    # a/x.jpg and "class one"/x.jpg unreadable, then the class folder b too (chmod 000:
+    # fuzz_folder.cpp checks it as the user nobody when run as root).
+    put(out, "fuzz_folder", "unreadable",
+        bytes([0, 0, 0, 0, 1, 0, 3, 6, 1, 3, 6, 2, 8, 2, 0, 0, 2, 0, 3, 6, 3, 8, 5, 0, 8, 1, 0]))
 
 
 def main():

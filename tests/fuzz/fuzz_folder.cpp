@@ -4,7 +4,9 @@
 // following links. The tree can hold folders and files with odd names (spaces, Unicode,
 // newlines, leading dots, image-like suffixes, raw fuzz bytes), empty files, decodable tiny
 // images, garbage named .jpg, symbolic links (to a file, to a folder, to an ancestor: a loop,
-// dangling, to itself) and unreadable entries (chmod 000; root ignores it, others do not).
+// dangling, to itself) and unreadable entries (chmod 000). Permissions do not bind root, who
+// runs CI, so under root the scan and load run with the effective user and group "nobody"
+// (65534): the tree is built, and removed, as root.
 // Input: a sequence of 3-byte ops, [op, a, b], names picked by `a`, parents by `b`.
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,10 +61,21 @@ void write(const std::string& path, const std::string& content) {
 
 std::string fresh_root() {
   static int n = 0;
-  const std::string base = (fs::temp_directory_path() / "minicnn_fuzz_folder").string() + "." +
-                           std::to_string(::getpid());
-  fs::create_directories(base);
-  return base + "/t" + std::to_string(n++ % 4);
+  // Whatever the caller's umask, "nobody" must be able to read what is not made unreadable.
+  static const bool umask_set = (::umask(022), true);
+  (void)umask_set;
+  // Never destroyed: the exit handler that removes it runs after static destructors.
+  static const std::string* const base = [] {
+    auto* b = new std::string((fs::temp_directory_path() / "minicnn_fuzz_folder").string() + "." +
+                              std::to_string(::getpid()));
+    fs::create_directories(*b);
+    std::atexit([] {  // each input's tree is gone already; only the empty base is left
+      std::error_code ec;
+      fs::remove(*base, ec);
+    });
+    return b;
+  }();
+  return *base + "/t" + std::to_string(n++ % 4);
 }
 
 void make_writable(const std::string& root) {
@@ -73,6 +86,49 @@ void make_writable(const std::string& root) {
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_symlink(ec)) ::chmod(it->path().c_str(), it->is_directory(ec) ? 0755 : 0644);
     ec.clear();
+  }
+}
+
+// While alive, file access is checked as the user nobody when the process runs as root:
+// the kernel drops the effective capabilities with the effective uid and gives them back
+// when it returns to 0 (the real and saved uid stay 0). glibc applies both to every thread.
+class AsNobodyWhenRoot {
+ public:
+  AsNobodyWhenRoot() : active_(::getuid() == 0) {
+    if (active_ && (::setegid(65534) != 0 || ::seteuid(65534) != 0)) std::abort();
+  }
+  ~AsNobodyWhenRoot() {
+    if (active_ && (::seteuid(0) != 0 || ::setegid(0) != 0)) std::abort();
+  }
+  AsNobodyWhenRoot(const AsNobodyWhenRoot&) = delete;
+  AsNobodyWhenRoot& operator=(const AsNobodyWhenRoot&) = delete;
+
+ private:
+  bool active_;
+};
+
+// Scans and loads the tree both ways; anything but an Error, or a dataset out of step with
+// its own sizes, is a finding.
+void scan_and_load(const std::string& root) {
+  const AsNobodyWhenRoot as_nobody;
+  std::vector<SkippedFile> problems;
+  (void)find_image_files(root, true, problems);
+  (void)find_image_files(root, false, problems);
+  for (bool follow : {false, true}) {
+    FolderOptions o;
+    o.height = 3;
+    o.width = 2;
+    o.threads = 1;
+    o.verbose = false;
+    o.follow_links = follow;
+    try {
+      const ImageFolder ds = load_image_folder(root + "/", o);
+      if (ds.pixels.size() != ds.size() * ds.image_bytes() || ds.labels.size() != ds.size())
+        std::abort();
+      for (int l : ds.labels)
+        if (l < 0 || size_t(l) >= ds.class_names.size()) std::abort();
+    } catch (const Error&) {
+    }
   }
 }
 }  // namespace
@@ -126,25 +182,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     entries.push_back(path);
   }
 
-  std::vector<SkippedFile> problems;
-  (void)find_image_files(root, true, problems);
-  (void)find_image_files(root, false, problems);
-  for (bool follow : {false, true}) {
-    FolderOptions o;
-    o.height = 3;
-    o.width = 2;
-    o.threads = 1;
-    o.verbose = false;
-    o.follow_links = follow;
-    try {
-      const ImageFolder ds = load_image_folder(root + "/", o);
-      if (ds.pixels.size() != ds.size() * ds.image_bytes() || ds.labels.size() != ds.size())
-        std::abort();
-      for (int l : ds.labels)
-        if (l < 0 || size_t(l) >= ds.class_names.size()) std::abort();
-    } catch (const Error&) {
-    }
-  }
+  scan_and_load(root);
   make_writable(root);
   fs::remove_all(root, ec);
   return 0;

@@ -230,8 +230,17 @@ inline ImageFolder load_image_folder(const std::string& directory, const FolderO
     std::error_code ec;
     if (!std::filesystem::is_directory(cdir, ec))
       throw IoError("class folder '" + cdir + "' does not exist (classes were given explicitly)");
+    const size_t problems_before = ds.skipped.size();
     auto files = folder_detail::class_files(cdir, o.follow_links, ds.skipped);
-    if (files.empty()) empty.push_back(cdir);
+    if (files.empty()) {
+      // A folder that could not be listed is empty only to us: say why.
+      std::string why;
+      for (size_t k = problems_before; k < ds.skipped.size(); ++k) {
+        const SkippedFile& p = ds.skipped[k];
+        why += (why.empty() ? " (" : "; ") + (p.path == cdir ? "" : p.path + ": ") + p.reason;
+      }
+      empty.push_back(cdir + (why.empty() ? "" : why + ")"));
+    }
     for (auto& f : files) {
       paths.push_back(std::move(f));
       labels.push_back(static_cast<int>(c));
