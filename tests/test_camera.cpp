@@ -6,6 +6,7 @@
 // the whole pipeline (image-folder replay -> classifier -> HTTP server) on a hand-made
 // two-class model: red frames must read "red", green frames "green", in /status and the stream.
 #include "camera_support.hpp"
+#include "jpeg_bytes.hpp"
 
 using namespace camtest;
 
@@ -432,6 +433,24 @@ TEST_CASE("decode_frame: a JPEG behind FF fill bytes is decoded by TurboJPEG, no
   std::vector<uint8_t> no_soi(8, 0xFF);
   CHECK_THROWS_AS(decode_frame(no_soi.data(), no_soi.size(), DecodeOptions{}, dec, f, "x"),
                   FormatError);
+}
+
+TEST_CASE("decode_frame: a frame with more than 500 scans is an error (TJFLAG_LIMITSCANS)") {
+  // The same limit as decode_image_memory's (kMaxJpegScans), here inside libjpeg-turbo.
+  JpegDecoder dec;
+  Frame f;
+  for (int scans : {2, 500}) {
+    const std::vector<char> j = minicnn_test_jpeg::many_scan_jpeg(scans);
+    const std::vector<uint8_t> bytes(j.begin(), j.end());
+    decode_frame(bytes.data(), bytes.size(), DecodeOptions{}, dec, f, "ok");
+    CHECK(f.image.width == 8);
+    CHECK(f.image.pixels == std::vector<uint8_t>(8 * 8 * 3, 128));
+  }
+  const std::vector<char> j = minicnn_test_jpeg::many_scan_jpeg(501);
+  const std::vector<uint8_t> bytes(j.begin(), j.end());
+  mt::check_throws_with(
+      [&] { decode_frame(bytes.data(), bytes.size(), DecodeOptions{}, dec, f, "'501'"); },
+      {"'501'", "more than 500 scans"});
 }
 
 TEST_CASE("mjpeg: a stream splits into its frames and skips junk and a cut-off frame") {

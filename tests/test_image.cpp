@@ -5,9 +5,12 @@
 
 #include <minicnn/data/image.hpp>
 
+#include "jpeg_bytes.hpp"
 #include "test_support.hpp"
 
 using namespace minicnn;
+using minicnn_test_jpeg::many_scan_jpeg;
+using minicnn_test_jpeg::tiny_jpeg;
 
 namespace {
 // A 24-bit BMP header claiming the given size, followed by `pixel_bytes` zero bytes.
@@ -31,40 +34,6 @@ const char* kPhotos[] = {"cat.bmp",           "cat_720p.jpg",  "resized_cat.bmp"
                          "grace_hopper.bmp",  "panda.jpg",     "parrot.jpg",
                          "bird.bmp",          "dragonfly.bmp", "hot_dog.jpg",
                          "hotdog_test_0.bmp", "sunflower.bmp", "missvickie_potato_chips.bmp"};
-
-// A gray 8x8 JPEG written byte by byte: one quantisation table of ones, DC table 0 and AC
-// table 0 with a single 1-bit code each (DC difference 0, end of block), so every block
-// decodes to 128. Baseline: one scan of both tables. Progressive: a first DC scan, then the
-// AC table and an AC scan (1-63) of tables 0, as libjpeg orders them. `scan_tables` is the
-// first scan's selector byte (DC table << 4 | AC table); `with_ac` false leaves the AC table out,
-// `with_dqt` false the quantisation table.
-std::string tiny_jpeg(bool progressive, unsigned char scan_tables = 0x00, bool with_ac = true,
-                      bool with_dqt = true) {
-  const std::string one_code("\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 17);  // counts, symbol 0
-  const std::string dc = std::string("\xff\xc4\x00\x14\x00", 5) + one_code;
-  const std::string ac = std::string("\xff\xc4\x00\x14\x10", 5) + one_code;
-  std::string j("\xff\xd8", 2);
-  if (with_dqt) j += std::string("\xff\xdb\x00\x43\x00", 5) + std::string(64, '\x01');
-  j += std::string(progressive ? "\xff\xc2" : "\xff\xc0", 2);
-  j += std::string("\x00\x0b\x08\x00\x08\x00\x08\x01\x01\x11\x00", 11);
-  j += dc;
-  auto scan = [&](unsigned char tables, unsigned char ss, unsigned char se) {
-    j += std::string("\xff\xda\x00\x08\x01\x01", 6);
-    j += std::string{char(tables), char(ss), char(se), '\0'};
-  };
-  if (progressive) {
-    scan(scan_tables, 0, 0);
-    j += '\x7f';  // DC code 0, then 1s to the byte's end
-    if (with_ac) j += ac;
-    scan(0x00, 1, 63);
-    j += '\x7f';  // end of band
-  } else {
-    if (with_ac) j += ac;
-    scan(scan_tables, 0, 63);
-    j += '\x3f';  // DC code 0, end of block
-  }
-  return j + "\xff\xd9";
-}
 
 // A gray JPEG of `blocks` 8x8 blocks in one row, written byte by byte. DC table 0 has one
 // 1-bit code, for size 15; AC table 0 one 1-bit code, end of block. Each block is that code,
@@ -283,6 +252,20 @@ TEST_CASE("a JPEG whose DC value leaves int is refused before stb_image") {
   CHECK(decode_image_memory(dc_ramp_jpeg(257, 255, false), "'257.jpg'").width == 8 * 257);
   mt::check_throws_with([&] { decode_image_memory(dc_ramp_jpeg(258, 255, false), "'258.jpg'"); },
                         {"'258.jpg'", "block 258 of component 1", "DC value of 8453886"});
+}
+
+TEST_CASE("a JPEG with more than 500 scans is refused before stb_image, as libjpeg-turbo does") {
+  // Each scan is a pass over the whole image: 11 bytes per scan would otherwise buy a pass
+  // over up to 1024 pixels per byte of the file (kMaxJpegPixelsPerByte).
+  CHECK(decode_image_memory(many_scan_jpeg(2), "'two.jpg'").width == 8);
+  CHECK(decode_image_memory(many_scan_jpeg(500), "'500.jpg'").width == 8);
+  const std::vector<char> too_many = many_scan_jpeg(501);
+  size_t at = 0;  // where the 501st scan starts
+  for (int seen = 0; seen < 501; ++at)
+    if (uint8_t(too_many[at]) == 0xFF && uint8_t(too_many[at + 1]) == 0xDA) ++seen;
+  mt::check_throws_with(
+      [&] { decode_image_memory(too_many, "'501.jpg'"); },
+      {"'501.jpg'", "more than 500 scans", "scan 501 starts at byte " + std::to_string(at - 1)});
 }
 
 TEST_CASE("a JPEG scan whose data runs out inside a block is refused before stb_image") {

@@ -211,8 +211,10 @@ class JpegDecoder {
     out.width = TJSCALED(hd.width, f);
     out.height = TJSCALED(hd.height, f);
     out.pixels.resize(static_cast<size_t>(out.width) * out.height * 3);
+    // TJFLAG_LIMITSCANS: a progressive frame with more than 500 scans (kMaxJpegScans) is an
+    // error; thousands of scans would make one small frame stall capture for seconds.
     if (tjDecompress2(h_, data, static_cast<unsigned long>(size), out.pixels.data(), out.width,
-                      out.width * 3, out.height, TJPF_RGB, 0) < 0 &&
+                      out.width * 3, out.height, TJPF_RGB, TJFLAG_LIMITSCANS) < 0 &&
         tjGetErrorCode(h_) != TJERR_WARNING)
       fail(where + ": JPEG decoding failed (");
   }

@@ -26,6 +26,12 @@
 namespace minicnn {
 namespace image_detail {
 
+// Each scan is a pass over every block of the image, so a small file with thousands of
+// scans costs as much as thousands of images. The replay refuses more than this many, the
+// limit libjpeg-turbo's TJFLAG_LIMITSCANS sets (the camera path passes that flag); photos
+// from encoders have about 10.
+constexpr int kMaxJpegScans = 500;
+
 class StbJpegReplay {
  public:
   StbJpegReplay(const unsigned char* b, size_t n) : b_(b), n_(n) {}
@@ -37,6 +43,14 @@ class StbJpegReplay {
     int m = marker_or_none();
     while (m != 0xD9 && problem_.empty()) {
       if (m == 0xDA) {
+        if (++scans_ > kMaxJpegScans) {
+          problem_ = "JPEG image has more than " + std::to_string(kMaxJpegScans) + " scans (scan " +
+                     std::to_string(scans_) + " starts at byte " +
+                     std::to_string(pos_ >= 2 ? pos_ - 2 : 0) +
+                     "); each scan is a pass over the whole image, so minicnn refuses more, "
+                     "as libjpeg-turbo does (corrupt or crafted)";
+          return problem_;
+        }
         if (!scan_header() || !entropy_data()) return problem_;
         if (marker_ == kNone)  // stb looks for the next FF and takes the byte after it
           while (pos_ < n_)
@@ -575,6 +589,7 @@ class StbJpegReplay {
   Huffman dc_[4], ac_[4];
   int16_t fast_ac_[4][1 << kFastBits] = {};
   unsigned dequant0_[4] = {};
+  int scans_ = 0;
   std::string problem_;
   bool reached_end_ = false;
 };
