@@ -46,6 +46,8 @@ for h in "${built[@]}"; do
   inputs=("tests/fuzz/corpus/$h")
   [ -d "tests/fuzz/regressions/$h" ] && inputs+=("tests/fuzz/regressions/$h")
   mkdir -p "build-fuzz/artifacts/$h" "build-fuzz/corpus/$h"
+  # fuzz_folder scans as the user nobody when run as root; a crash there is written then.
+  [ "$h" = fuzz_folder ] && chmod 0777 "build-fuzz/artifacts/$h"
   common=(-rss_limit_mb=2560 -timeout=20 -artifact_prefix="build-fuzz/artifacts/$h/" "${dict[@]}")
   if [ "$mode" = regress ]; then
     echo "== $h: regress over ${inputs[*]}"
