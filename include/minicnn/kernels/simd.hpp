@@ -11,7 +11,13 @@
 //   st_stream, stream_fence, vzero, vset, vfma (a*b+c, fused where the ISA has it),
 //   vadd, vsub, vmul, vdiv, vsqrt (correctly rounded, as IEEE 754 asks), vmax, vmin (x86 semantics:
 //   the SECOND operand is returned when one is NaN, so act(v) = max(0, v) propagates NaN),
+//   vpass(z, lo, hi, g): g where lo < z < hi, else 0; vpass_above(z, lo, g): g where lo < z,
+//   else 0 (a NaN z gives 0; an activation's gradient mask),
 //   transpose (kLanes x kLanes block in registers), prefetch.
+//   D: kLanes / 2 doubles, one native register (double sums of float data, as in the
+//   batch-norm reductions): dwiden(p) loads kLanes / 2 floats and widens them,
+//   dwiden_lo / dwiden_hi widen a half of a V, dld / dst load and store, dzero, dadd,
+//   dsub, dfma (a*b+c).
 // With MINICNN_ISA_DISPATCH (GCC, x86-64) the avx512 and avx2 namespaces are compiled
 // with function-level target options, so their code is emitted whatever -march says;
 // nothing here runs unless core/cpu.hpp's active_isa() selected it.
@@ -95,6 +101,13 @@ inline V vmax(V a, V b) {
 inline V vmin(V a, V b) {
   return _mm512_maskz_min_ps(static_cast<Mask>(0xFFFF), a, b);
 }
+inline V vpass(V z, V lo, V hi, V g) {
+  return _mm512_maskz_mov_ps(
+      _mm512_cmp_ps_mask(z, lo, _CMP_GT_OQ) & _mm512_cmp_ps_mask(z, hi, _CMP_LT_OQ), g);
+}
+inline V vpass_above(V z, V lo, V g) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, lo, _CMP_GT_OQ), g);
+}
 inline void prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }
@@ -128,6 +141,44 @@ inline void transpose(V r[16]) {
     r[8 + j] = _mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0x88);
     r[12 + j] = _mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0xDD);
   }
+}
+using D = __m512d;
+// Masked conversion with every lane set, and halves taken with __builtin_shufflevector:
+// both compile to the plain instructions, while the plain intrinsics' "undefined"
+// pass-through values draw false -Wmaybe-uninitialized warnings from GCC 12.
+typedef float F8 __attribute__((vector_size(32)));
+typedef float F16 __attribute__((vector_size(64)));
+inline D dwiden_v(__m256 h) {
+  return _mm512_mask_cvtps_pd(_mm512_setzero_pd(), static_cast<__mmask8>(0xFF), h);
+}
+inline D dwiden(const float* p) {
+  return dwiden_v(_mm256_loadu_ps(p));
+}
+inline D dwiden_lo(V v) {
+  const F16 f = (F16)v;
+  return dwiden_v((__m256)__builtin_shufflevector(f, f, 0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline D dwiden_hi(V v) {
+  const F16 f = (F16)v;
+  return dwiden_v((__m256)__builtin_shufflevector(f, f, 8, 9, 10, 11, 12, 13, 14, 15));
+}
+inline D dld(const double* p) {
+  return _mm512_loadu_pd(p);
+}
+inline void dst(double* p, D v) {
+  _mm512_storeu_pd(p, v);
+}
+inline D dzero() {
+  return _mm512_setzero_pd();
+}
+inline D dadd(D a, D b) {
+  return _mm512_add_pd(a, b);
+}
+inline D dsub(D a, D b) {
+  return _mm512_sub_pd(a, b);
+}
+inline D dfma(D a, D b, D c) {
+  return _mm512_fmadd_pd(a, b, c);
 }
 }  // namespace minicnn::simd::avx512
 #if defined(MINICNN_ISA_DISPATCH)
@@ -203,6 +254,13 @@ inline V vmax(V a, V b) {
 inline V vmin(V a, V b) {
   return _mm256_min_ps(a, b);
 }
+inline V vpass(V z, V lo, V hi, V g) {
+  return _mm256_and_ps(
+      g, _mm256_and_ps(_mm256_cmp_ps(z, lo, _CMP_GT_OQ), _mm256_cmp_ps(z, hi, _CMP_LT_OQ)));
+}
+inline V vpass_above(V z, V lo, V g) {
+  return _mm256_and_ps(g, _mm256_cmp_ps(z, lo, _CMP_GT_OQ));
+}
 inline void prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }
@@ -225,6 +283,34 @@ inline void transpose(V r[8]) {
     r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
     r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
   }
+}
+using D = __m256d;
+inline D dwiden(const float* p) {
+  return _mm256_cvtps_pd(_mm_loadu_ps(p));
+}
+inline D dwiden_lo(V v) {
+  return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+inline D dwiden_hi(V v) {
+  return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+inline D dld(const double* p) {
+  return _mm256_loadu_pd(p);
+}
+inline void dst(double* p, D v) {
+  _mm256_storeu_pd(p, v);
+}
+inline D dzero() {
+  return _mm256_setzero_pd();
+}
+inline D dadd(D a, D b) {
+  return _mm256_add_pd(a, b);
+}
+inline D dsub(D a, D b) {
+  return _mm256_sub_pd(a, b);
+}
+inline D dfma(D a, D b, D c) {
+  return _mm256_fmadd_pd(a, b, c);
 }
 }  // namespace minicnn::simd::avx2
 #if defined(MINICNN_ISA_DISPATCH)
@@ -325,6 +411,21 @@ inline V vmax(V a, V b) {
 inline V vmin(V a, V b) {
   return vmap(a, b, [](Part x, Part y) { return x < y ? x : y; });
 }
+inline V vpass(V z, V lo, V hi, V g) {
+  typedef int IPart __attribute__((vector_size(16)));
+  V r;
+  for (int i = 0; i < kParts; ++i) {
+    const IPart keep = (z.p[i] > lo.p[i]) & (z.p[i] < hi.p[i]);
+    r.p[i] = (Part)((IPart)g.p[i] & keep);
+  }
+  return r;
+}
+inline V vpass_above(V z, V lo, V g) {
+  typedef int IPart __attribute__((vector_size(16)));
+  V r;
+  for (int i = 0; i < kParts; ++i) r.p[i] = (Part)((IPart)g.p[i] & (z.p[i] > lo.p[i]));
+  return r;
+}
 inline void prefetch(const void* p) {
   __builtin_prefetch(p, 0, 3);
 }
@@ -334,6 +435,51 @@ inline void transpose(V r[8]) {
   for (int i = 0; i < 8; ++i)
     for (int j = 0; j < 8; ++j) t[j][i] = m[i][j];
   std::memcpy(r, t, sizeof(t));
+}
+// Four doubles in two 16-byte parts, as V holds its floats.
+typedef double DPart __attribute__((vector_size(16)));
+struct D {
+  DPart p[2];
+};
+typedef float FPair __attribute__((vector_size(8)));
+inline D dwiden_part(Part f) {
+  FPair lo, hi;
+  std::memcpy(&lo, &f, sizeof(lo));
+  std::memcpy(&hi, reinterpret_cast<const float*>(&f) + 2, sizeof(hi));
+  return D{{__builtin_convertvector(lo, DPart), __builtin_convertvector(hi, DPart)}};
+}
+inline D dwiden(const float* p) {
+  Part f;
+  std::memcpy(&f, p, sizeof(f));
+  return dwiden_part(f);
+}
+inline D dwiden_lo(V v) {
+  return dwiden_part(v.p[0]);
+}
+inline D dwiden_hi(V v) {
+  return dwiden_part(v.p[1]);
+}
+inline D dld(const double* p) {
+  D d;
+  std::memcpy(&d, p, sizeof(d));
+  return d;
+}
+inline void dst(double* p, D v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+inline D dzero() {
+  return D{};
+}
+inline D dadd(D a, D b) {
+  return D{{a.p[0] + b.p[0], a.p[1] + b.p[1]}};
+}
+inline D dsub(D a, D b) {
+  return D{{a.p[0] - b.p[0], a.p[1] - b.p[1]}};
+}
+// Fused or not as the compiler contracts it: the sums it serves are in double, where one
+// rounding more is far below what float data carries.
+inline D dfma(D a, D b, D c) {
+  return D{{a.p[0] * b.p[0] + c.p[0], a.p[1] * b.p[1] + c.p[1]}};
 }
 }  // namespace minicnn::simd::portable_impl
 
