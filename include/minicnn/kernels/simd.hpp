@@ -5,6 +5,9 @@
 //   V, Mask, kLanes        a vector of kLanes floats; Mask selects the valid lanes of a tail
 //   kRegs                  vector registers there are room for (picks GEMM tile sizes)
 //   kCanStream             whether non-temporal stores pay (whole cache lines per vector)
+//   kInRegisters           whether V is one register (false: a struct of parts, which GCC
+//                          often moves through the stack; plain loops it vectorises itself
+//                          can then be faster)
 //   tail_mask(n)           lanes [0, n) valid, 0 <= n <= kLanes
 //   ld<Tail>(p, m), st<Tail>(p, v, m)   unaligned load/store; Tail: only the masked lanes
 //                          (masked-off lanes load as 0 and are not written)
@@ -46,6 +49,7 @@ using Mask = __mmask16;
 constexpr int64_t kLanes = 16;
 constexpr int kRegs = 32;
 constexpr bool kCanStream = true;
+constexpr bool kInRegisters = true;
 constexpr const char* kName = "avx512";
 inline Mask tail_mask(int64_t n) {
   return static_cast<Mask>((1u << n) - 1u);
@@ -201,6 +205,7 @@ constexpr int kRegs = 16;
 // often written far apart in time (different channel blocks), so the write-combining
 // buffer would flush partial lines. Measured 6.5x slower on the 32@48 depthwise forward.
 constexpr bool kCanStream = false;
+constexpr bool kInRegisters = true;
 constexpr const char* kName = "avx2";
 inline Mask tail_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
@@ -338,6 +343,7 @@ constexpr int kRegs = 8;  // 16 xmm registers, two per V
 constexpr const char* kName = "portable";
 #endif
 constexpr bool kCanStream = false;
+constexpr bool kInRegisters = false;
 inline Mask tail_mask(int64_t n) {
   return static_cast<Mask>(n);
 }
