@@ -5,6 +5,8 @@
 // Every layer passes a double-precision finite-difference gradient check.
 #include "test_support.hpp"
 
+#include <limits>
+
 #include <minicnn/kernels/batchnorm.hpp>
 #include <minicnn/kernels/pool.hpp>
 #include <minicnn/kernels/ref/batchnorm.hpp>
@@ -247,6 +249,57 @@ TEST_CASE(
         CHECK(mt::max_rel_diff(dx, dx_ref, 1.0) < 1e-4);
       }
     }
+  }
+}
+
+TEST_CASE("batchnorm kernels treat NaN, infinities, 0 and 6 as the scalar activation does") {
+  // Every edge value in every lane position, with a tail (C = 37 is not a multiple of any
+  // vector width). Identity normalisation (mean 0, scale 1, shift 0), so z = x exactly.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nan("");
+  const std::vector<float> edges = {nan, inf, -inf, 0.f, 6.f, -0.f, 3.f, 7.f, -1.f, 1e-30f};
+  const int64_t C = 37, rows = 11;
+  TensorF x(Shape{rows, C}), dy(Shape{rows, C});
+  for (int64_t i = 0; i < x.size(); ++i) {
+    x[i] = edges[size_t(i) % edges.size()];
+    dy[i] = 1.f + float(i % 5);
+  }
+  TensorF zero(Shape{C}), one(Shape{C}), a(Shape{C});
+  zero.fill(0.f);
+  one.fill(1.f);
+  a.fill(2.f);
+  for (Activation act : {Activation::ReLU, Activation::ReLU6}) {
+    CAPTURE(int(act));
+    TensorF y(x.shape()), dx(x.shape());
+    kernels::batchnorm_apply_nhwc(x.data(), rows, C, zero.data(), one.data(), zero.data(), y.data(),
+                                  act, 2);
+    kernels::BnForward<float> fwd;
+    fwd.mean = zero.data();
+    fwd.scale = one.data();
+    fwd.shift = zero.data();
+    fwd.act = act;
+    kernels::batchnorm_backward_apply_nhwc<float>(dy.data(), fwd, x.data(), rows, C, a.data(),
+                                                  nullptr, nullptr, dx.data(), 2);
+    std::vector<double> m(size_t(C), 0.0), sdy(size_t(C), 0.0), sdyx(size_t(C), 0.0), scratch;
+    kernels::batchnorm_backward_sums_nhwc(dy.data(), fwd, x.data(), rows, C, m.data(), sdy.data(),
+                                          sdyx.data(), scratch, 2);
+    std::vector<double> sdy_ref(size_t(C), 0.0);
+    for (int64_t i = 0; i < x.size(); ++i) {
+      const float z = x[i];
+      const float top = act == Activation::ReLU6 ? 6.f : inf;
+      // Keras: relu6(z) = min(max(z, 0), 6); NaN stays NaN. The gradient passes strictly
+      // inside (0, top) for ReLU6 and above 0 for ReLU, never at NaN.
+      const float want = std::isnan(z) ? nan : std::min(std::max(z, 0.f), top);
+      const bool pass = act == Activation::ReLU6 ? (z > 0.f && z < 6.f) : z > 0.f;
+      CAPTURE(i);
+      CAPTURE(z);
+      if (std::isnan(want))
+        CHECK(std::isnan(y[i]));
+      else
+        CHECK(y[i] == want);
+      CHECK(dx[i] == (pass ? 2.f * dy[i] : 0.f));
+      if (pass) sdy_ref[size_t(i % C)] += dy[i];
+    }
+    for (int64_t c = 0; c < C; ++c) CHECK(sdy[size_t(c)] == sdy_ref[size_t(c)]);
   }
 }
 
