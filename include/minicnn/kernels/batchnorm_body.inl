@@ -81,8 +81,8 @@ inline void moment_sums_f(const float* x, int64_t r0, int64_t r1, int64_t C, con
 }
 
 // Channels [c0, c0 + G * kLanes) of rows [t0, t1): s1 += sum of g, s2 += sum of
-// g * (x - mean), g = dy masked by the fused activation A (bn_detail::grad_at), the mask
-// computed in float at full width as the forward computed it (bn_detail::grad_at).
+// g * (x - mean), g = dy masked by the fused activation A, its pre-activation recomputed
+// in float at full width as the forward computed it (bn_detail::grad_at).
 template <int A, int G>
 MINICNN_BN_INLINE void grad_block(const float* dy, const BnForward<float>& fwd, const float* x,
                                   int64_t t0, int64_t t1, int64_t C, int64_t c0, const double* mean,
@@ -98,7 +98,7 @@ MINICNN_BN_INLINE void grad_block(const float* dy, const BnForward<float>& fwd, 
       sv::D g0, g1;
       if constexpr (A != int(Activation::Linear)) {
         const int64_t c = c0 + k * kLanes;
-        const sv::Mask all{};
+        const sv::Mask all = sv::tail_mask(kLanes);
         const sv::V z = sv::vfma(
             sv::vsub(sv::ld<false>(xp + k * kLanes, all), sv::ld<false>(fwd.mean + c, all)),
             sv::ld<false>(fwd.scale + c, all), sv::ld<false>(fwd.shift + c, all));

@@ -150,7 +150,6 @@ using D = __m512d;
 // Masked conversion with every lane set, and halves taken with __builtin_shufflevector:
 // both compile to the plain instructions, while the plain intrinsics' "undefined"
 // pass-through values draw false -Wmaybe-uninitialized warnings from GCC 12.
-typedef float F8 __attribute__((vector_size(32)));
 typedef float F16 __attribute__((vector_size(64)));
 inline D dwiden_v(__m256 h) {
   return _mm512_mask_cvtps_pd(_mm512_setzero_pd(), static_cast<__mmask8>(0xFF), h);
