@@ -4,6 +4,8 @@
 
 #include <minicnn/layers/activation.hpp>
 #include <minicnn/layers/batch_norm.hpp>
+#include <minicnn/layers/conv2d.hpp>
+#include <minicnn/layers/depthwise_conv2d.hpp>
 #include <minicnn/layers/dropout.hpp>
 #include <minicnn/layers/flatten.hpp>
 #include <minicnn/layers/pooling.hpp>
@@ -468,5 +470,99 @@ TEST_CASE("inference folding drops a ZeroPadding2D only where TF 'same' padding 
     REQUIRE(y1.shape() == y0.shape());
     CHECK(mt::max_rel_diff(y1, y0, 1.0) < 1e-5);
     CHECK(m.output_shape() == mid);
+  }
+}
+
+// ---------------------------------------------------------------- deferred batch norm output
+
+TEST_CASE("Sequential: a training BatchNormalization leaves its output to the DepthwiseConv2D") {
+  // expand 1x1 -> BN -> ReLU6 -> ZeroPadding2D (correct_pad) -> 3x3 stride-2 'valid'
+  // depthwise -> BN, as in MobileNetV2 block 1. With the output deferred, the depthwise layer
+  // normalises the batch norm's input itself (kernels/dwconv2d_bn_input.hpp); everything must
+  // equal the same model unlinked, where the batch norm writes its output. Batches of 8 and 1
+  // (whole images per thread, and the whole-batch fallback); 1 and 2 threads.
+  mt::ThreadGuard guard;
+  for (int threads : {1, 2})
+    for (int64_t n : {8, 1}) {
+      CAPTURE(threads);
+      CAPTURE(n);
+      set_num_threads(threads);
+      Sequential m("m");
+      m.add<Conv2D>("expand", 24, 1, 1, Padding::Same, false);
+      auto& bn = m.add<BatchNormalization>("expand_BN");
+      m.add<ReLU6>("expand_relu");
+      m.add<ZeroPadding2D>("pad", 0, 1, 0, 1);
+      auto& dw = m.add<DepthwiseConv2D>("dw", 3, 2, Padding::Valid, false);
+      auto& bn2 = m.add<BatchNormalization>("dw_BN");
+      Rng rng(31);
+      TensorF x = mt::random_tensor<float>(Shape{n, 40, 30, 5}, rng, -1, 1);
+      m.build(x.shape().sample());
+      randomize_bns(m, rng);
+      REQUIRE(bn.apply_consumer() == &dw);
+      REQUIRE(dw.batch_norm_input() == &bn);
+      CHECK(bn2.apply_consumer() == nullptr);
+      TensorF dy = mt::random_tensor<float>(m.output_shape().with_leading(n), rng, -1, 1);
+
+      struct Run {
+        TensorF y, dx;
+        std::vector<TensorF> grads;
+      };
+      auto run = [&] {
+        Run r;
+        m.zero_grad();
+        r.y = m.forward(x.view(), true);
+        r.dx = m.backward(dy.view(), true);
+        for (auto* p : m.parameters())
+          if (p->trainable) r.grads.push_back(p->grad);
+        return r;
+      };
+      const Run deferred = run();
+      CHECK(bn.output_deferred());
+      // An inference forward writes the output again (moving statistics as they stand).
+      TensorF y_inf = m.forward(x.view(), false);
+      CHECK_FALSE(bn.output_deferred());
+
+      bn.defer_apply_to(nullptr);
+      dw.read_batch_norm_output(nullptr);
+      TensorF y_inf_plain = m.forward(x.view(), false);
+      const Run plain = run();
+      CHECK_FALSE(bn.output_deferred());
+
+      CHECK(mt::max_abs_diff(deferred.y, plain.y) <= 1e-5 * mt::max_abs(plain.y));
+      CHECK(mt::max_abs_diff(deferred.dx, plain.dx) <= 1e-5 * mt::max_abs(plain.dx));
+      REQUIRE(deferred.grads.size() == plain.grads.size());
+      REQUIRE(plain.grads.size() == 6);  // conv kernel, 2 x (gamma, beta), dw kernel
+      for (size_t i = 0; i < plain.grads.size(); ++i) {
+        CAPTURE(i);
+        CHECK(mt::max_abs(plain.grads[i]) > 0);
+        CHECK(mt::max_abs_diff(deferred.grads[i], plain.grads[i]) <=
+              1e-4 * mt::max_abs(plain.grads[i]));
+      }
+      CHECK(mt::max_abs_diff(y_inf, y_inf_plain) == 0);
+    }
+}
+
+TEST_CASE(
+    "InvertedResidual gradcheck with the expand batch norm deferred, whole images per thread") {
+  // The double gradient checks above run small batches; here 4 images on 1 and 2 threads
+  // take the per-image path of the deferred depthwise (finite differences as the oracle).
+  mt::ThreadGuard guard;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Rng rng(9);
+    InvertedResidualT<double> b(1, 3, 5, 2);
+    TensorD x = mt::random_tensor<double>(Shape{4, 6, 5, 3}, rng, -1.0, 1.0);
+    b.build(x.shape().sample());
+    randomize_bns(b, rng);
+    auto child = [&](const std::string& name) -> LayerT<double>* {
+      for (auto* l : b.children())
+        if (l->name() == name) return l;
+      return nullptr;
+    };
+    auto* bn = dynamic_cast<BatchNormalizationT<double>*>(child("block_1_expand_BN"));
+    REQUIRE(bn);
+    REQUIRE(bn->apply_consumer() == child("block_1_depthwise"));
+    require_gradcheck(b, x, true);
+    CHECK(bn->output_deferred());
   }
 }

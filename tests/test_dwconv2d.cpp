@@ -1,9 +1,14 @@
 // DepthwiseConv2D: finite-difference gradient checks of the layer (double, generic kernels),
 // generic-vs-reference kernels in double, fast float kernels vs the reference on random shapes
-// and thread counts, layer API (parameters, freezing, bias folding hooks) and error messages.
+// and thread counts, the kernels that read a batch norm's input (dwconv2d_bn_input.hpp), layer
+// API (parameters, freezing, bias folding hooks) and error messages.
 #include "test_support.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 #include <minicnn/kernels/dwconv2d.hpp>
+#include <minicnn/kernels/dwconv2d_bn_input.hpp>
 #include <minicnn/kernels/ref/dwconv2d.hpp>
 #include <minicnn/layers/depthwise_conv2d.hpp>
 
@@ -517,4 +522,92 @@ TEST_CASE("DepthwiseConv2D errors name the layer, the expected and the actual sh
   TensorF bad_dy(Shape{2, 5, 4, 3}, 0.f);
   mt::check_throws_with([&] { layer.backward(bad_dy); },
                         {"'dw_err'", "(2, 5, 4, 3)", "(2, 5, 5, 3)"});
+}
+
+namespace {
+
+// dwconv2d_nhwc_*_bn_input against the reference depthwise kernels run on the batch norm's
+// output, made here in double from the same float x and coefficients.
+double compare_bn_input_with_reference(const ConvGeometry& g, Rng& rng, Activation bn_act,
+                                       Activation act, bool with_bias) {
+  const int64_t C = g.in_c;
+  TensorF x = mt::random_tensor<float>(Shape{g.n, g.in_h, g.in_w, C}, rng, -3, 3);
+  TensorF mean = mt::random_tensor<float>(Shape{C}, rng, -1, 1);
+  TensorF scale = mt::random_tensor<float>(Shape{C}, rng, 0.5, 2);
+  TensorF shift = mt::random_tensor<float>(Shape{C}, rng, -1, 4);
+  TensorF w = mt::random_tensor<float>(Shape{g.k_h, g.k_w, C}, rng);
+  TensorF b = mt::random_tensor<float>(Shape{C}, rng);
+  TensorF dy = mt::random_tensor<float>(Shape{g.n, g.out_h, g.out_w, C}, rng);
+  const float* bp = with_bias ? b.data() : nullptr;
+  TensorF ybn(x.shape());
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const int64_t c = i % C;
+    double z = (double(x[i]) - mean[c]) * double(scale[c]) + shift[c];
+    if (bn_act != Activation::Linear) z = std::max(z, 0.0);
+    if (bn_act == Activation::ReLU6) z = std::min(z, 6.0);
+    ybn[i] = float(z);
+  }
+  TensorF y0(dy.shape()), y1(dy.shape(), 123.f), dx0(x.shape()), dx1(x.shape(), 123.f);
+  TensorF dw0(w.shape(), 0.5f), dw1(w.shape(), 0.5f), db0(b.shape(), 0.25f), db1(b.shape(), 0.25f);
+  kernels::ref::dwconv2d_nhwc_forward(g, ybn.data(), w.data(), bp, act, y0.data());
+  kernels::ref::dwconv2d_nhwc_backward_input(g, dy.data(), w.data(), dx0.data());
+  kernels::ref::dwconv2d_nhwc_backward_weight(g, ybn.data(), dy.data(), dw0.data(), db0.data());
+  kernels::BnForward<float> bn;
+  bn.mean = mean.data();
+  bn.scale = scale.data();
+  bn.shift = shift.data();
+  bn.act = bn_act;
+  kernels::dwconv2d_nhwc_forward_bn_input<float>(g, x.data(), bn, w.data(), bp, act, y1.data());
+  kernels::dwconv2d_nhwc_backward_bn_input<float>(g, x.data(), bn, dy.data(), w.data(), dx1.data(),
+                                                  dw1.data(), db1.data());
+  const double e[] = {rel_inf(y1, y0), rel_inf(dx1, dx0), rel_inf(dw1, dw0), rel_inf(db1, db0)};
+  INFO("n=" << g.n << " h=" << g.in_h << " w=" << g.in_w << " c=" << C << " s=" << g.stride_h
+            << " pad(t,l)=" << g.pad_top << "," << g.pad_left << " bn_act=" << to_string(bn_act)
+            << " act=" << to_string(act) << " bias=" << with_bias << " threads=" << num_threads()
+            << " errors y/dx/dw/db " << e[0] << " " << e[1] << " " << e[2] << " " << e[3]);
+  const double worst = *std::max_element(std::begin(e), std::end(e));
+  REQUIRE(worst < 1e-5);
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("dwconv2d of a batch norm's input equals the reference on the batch norm's output") {
+  // Batches split into whole images per thread (n >= 2 threads, several small images per
+  // kernel call), and the whole-batch fallback (fewer images than that); channel tails,
+  // both strides, both paddings, every fused activation of the batch norm.
+  ThreadGuard guard;
+  const int64_t channels[] = {3, 16, 17, 37, 96};
+  const int64_t sizes[] = {3, 4, 5, 7, 8, 12, 19};
+  const Activation acts[] = {Activation::Linear, Activation::ReLU, Activation::ReLU6};
+  double worst = 0;
+  int cases = 0;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Rng rng(700 + threads);
+    for (int64_t C : channels)
+      for (int rep = 0; rep < 4; ++rep) {
+        const int64_t s = 1 + int64_t(rng.below(2));
+        const Padding p = rng.below(3) ? Padding::Same : Padding::Valid;
+        const int64_t h = sizes[rng.below(std::size(sizes))],
+                      w = sizes[rng.below(std::size(sizes))];
+        const int64_t n = 1 + int64_t(rng.below(7));
+        auto g = make_conv_geometry(n, h, w, C, C, 3, 3, s, s, p);
+        worst =
+            std::max(worst, compare_bn_input_with_reference(g, rng, acts[rng.below(3)],
+                                                            acts[rng.below(3)], rng.below(2) == 0));
+        ++cases;
+      }
+  }
+  // Outputs large enough to be streamed (StreamOutputsScope), one image per kernel call.
+  set_num_threads(2);
+  Rng rng(777);
+  for (int64_t s : {1, 2}) {
+    auto g = make_conv_geometry(6, 96, 96, 32, 32, 3, 3, s, s, Padding::Same);
+    worst = std::max(worst, compare_bn_input_with_reference(g, rng, Activation::ReLU6,
+                                                            Activation::Linear, false));
+    ++cases;
+  }
+  MESSAGE("depthwise of a batch norm's input vs reference: " << cases << " cases, worst error "
+                                                             << worst);
 }

@@ -47,7 +47,8 @@ inline void for_channel_blocks(int64_t C, F&& f) {
 // Every full vector must be a whole aligned line: C a multiple of kLanes, an aligned base.
 inline bool stream_output(const float* out, int64_t C, int64_t count, int threads) {
   return kCanStream && C % kLanes == 0 && aligned_to(out, kLanes * sizeof(float)) &&
-         output_exceeds_caches(count * static_cast<int64_t>(sizeof(float)), threads);
+         (stream_outputs_override() ||
+          output_exceeds_caches(count * static_cast<int64_t>(sizeof(float)), threads));
 }
 template <bool Tail, bool NT>
 inline void st_out(float* p, V v, Mask m) {

@@ -25,6 +25,26 @@ inline bool output_exceeds_caches(int64_t bytes, int threads) {
   return bytes > kStreamBytesPerThread * threads;
 }
 
+// Set on a thread (StreamOutputsScope) that writes one large output through many small
+// serial kernel calls, a few images at a time (kernels/dwconv2d_bn_input.hpp): the
+// kernels then stream those parts as they would the whole output.
+inline bool& stream_outputs_override() {
+  thread_local bool on = false;
+  return on;
+}
+class StreamOutputsScope {
+ public:
+  explicit StreamOutputsScope(bool on) : saved_(stream_outputs_override()) {
+    stream_outputs_override() = on || saved_;
+  }
+  ~StreamOutputsScope() { stream_outputs_override() = saved_; }
+  StreamOutputsScope(const StreamOutputsScope&) = delete;
+  StreamOutputsScope& operator=(const StreamOutputsScope&) = delete;
+
+ private:
+  bool saved_;
+};
+
 // Whether p is aligned to `bytes` (a power of two).
 inline bool aligned_to(const void* p, std::uintptr_t bytes) {
   return reinterpret_cast<std::uintptr_t>(p) % bytes == 0;

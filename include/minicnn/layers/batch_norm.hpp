@@ -9,6 +9,9 @@
 // activation itself (fuse_activation, set by the container): one pass over memory instead
 // of two each way, and one stored activation instead of two. The container then skips the
 // ReLU layer, which keeps its name and place in the model.
+// In training forwards, a BatchNormalization whose output only a DepthwiseConv2D reads (set
+// up by the container, defer_apply_to()) does not write that output: the depthwise layer
+// reads this layer's input and normalises it as it reads (kernels/dwconv2d_bn_input.hpp).
 // Parameters, in Keras' order: <name>/gamma, <name>/beta (trainable, present when
 // scale / center), <name>/moving_mean, <name>/moving_variance (state, init 0 and 1).
 #pragma once
@@ -75,6 +78,28 @@ class BatchNormalizationT : public LayerT<T> {
   LayerT<T>* absorbed_next() const override { return absorbed_; }
   Activation fused_activation() const { return activation_; }
 
+  // Makes training forwards leave the output to `consumer` (null: write it again), which
+  // then reads this layer's input and applies forward_coefficients() itself. Containers
+  // call it for a DepthwiseConv2D that follows, past the absorbed activation and padding.
+  void defer_apply_to(LayerT<T>* consumer) { consumer_ = consumer; }
+  LayerT<T>* apply_consumer() const { return consumer_; }
+  bool output_deferred() const override { return deferred_input_ != nullptr; }
+  // Whether the last forward was deferred and read `x` (the consumer checks that what it
+  // was given is this layer's input, not a stale pass's).
+  bool deferred_for(ConstView<T> x) const {
+    return deferred_input_ != nullptr && deferred_input_ == x.data() &&
+           this->input_.shape() == x.shape();
+  }
+  // y = act((x - mean) * scale + shift) as the last forward computed it, per channel.
+  kernels::BnForward<T> forward_coefficients() const {
+    kernels::BnForward<T> f;
+    f.mean = mean_t_.data();
+    f.scale = scale_t_.data();
+    f.shift = shift_t_.data();
+    f.act = activation_;
+    return f;
+  }
+
   // Inference-mode affine form y = x * scale + shift per channel, with
   // scale = gamma / sqrt(moving_var + eps), shift = beta - moving_mean * scale:
   // what folding a frozen BN into the preceding convolution needs.
@@ -117,7 +142,7 @@ class BatchNormalizationT : public LayerT<T> {
 
   const Tensor<T>& forward_impl(ConstView<T> x, bool training) override {
     const int64_t C = channels_, rows = x.size() / C;
-    this->output_.resize(x.shape());
+    deferred_input_ = nullptr;
     if (this->training_mode(training)) {
       kernels::batchnorm_moments_nhwc(x.data(), rows, C, mean_.data(), var_.data(), scratch_);
       const double mom = momentum_, unbias = double(rows) / double(rows > 1 ? rows - 1 : 1);
@@ -139,6 +164,11 @@ class BatchNormalizationT : public LayerT<T> {
         shift_t_[c] = beta_ ? beta_->value[c] : T(0);
       }
     }
+    if (consumer_ && training) {
+      deferred_input_ = x.data();
+      return this->empty_;
+    }
+    this->output_.resize(x.shape());
     kernels::batchnorm_apply_nhwc(x.data(), rows, C, mean_t_.data(), scale_t_.data(),
                                   shift_t_.data(), this->output_.data(), activation_);
     return this->output_;
@@ -152,11 +182,7 @@ class BatchNormalizationT : public LayerT<T> {
     if (!need_input_grad && !param_grads) return this->empty_;
     if (need_input_grad) this->input_grad_tensor(x.shape());
     // The forward as it ran: the backward recomputes the fused activation's mask from x.
-    kernels::BnForward<T> fwd;
-    fwd.mean = mean_t_.data();
-    fwd.scale = scale_t_.data();
-    fwd.shift = shift_t_.data();
-    fwd.act = activation_;
+    const kernels::BnForward<T> fwd = forward_coefficients();
 
     if (train) {
       // Batch statistics from the forward: dx flows through mean and variance too.
@@ -213,6 +239,8 @@ class BatchNormalizationT : public LayerT<T> {
   ParameterT<T>* moving_var_ = nullptr;
   Activation activation_ = Activation::Linear;  // fused from the next layer
   LayerT<T>* absorbed_ = nullptr;
+  LayerT<T>* consumer_ = nullptr;      // defer_apply_to()
+  const T* deferred_input_ = nullptr;  // the last forward's x, when it deferred
   // Batch statistics of the last training forward (double: they feed the backward).
   std::vector<double> mean_, var_, moving_mean_d_, sum_dy_, sum_dy_xc_, scratch_;
   // Per-channel coefficients handed to the kernels.

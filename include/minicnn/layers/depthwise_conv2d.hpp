@@ -5,6 +5,9 @@
 // Padding "same" is TF's (asymmetric for stride 2 on even sizes), via ConvGeometry.
 // Float 3x3 stride 1/2 runs the fast kernels of kernels/dwconv2d.hpp, the rest the generic ones.
 // Backward takes the activation gradient from the stored output y (activation.hpp).
+// In training, when the layer before it (past an absorbed ReLU and padding) is a
+// BatchNormalization that left its output unwritten (read_batch_norm_output()), the input
+// is that batch norm's input, normalised here as it is read (kernels/dwconv2d_bn_input.hpp).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -12,6 +15,8 @@
 #include "../kernels/activation.hpp"
 #include "../kernels/conv_geometry.hpp"
 #include "../kernels/dwconv2d.hpp"
+#include "../kernels/dwconv2d_bn_input.hpp"
+#include "batch_norm.hpp"
 #include "initializers.hpp"
 #include "layer.hpp"
 #include "zero_padding2d.hpp"
@@ -106,6 +111,11 @@ class DepthwiseConv2DT : public LayerT<T> {
   }
   LayerT<T>* absorbed_previous() const override { return own_padding_.layer(); }
 
+  // Makes this layer read `bn`'s output from `bn`'s input in the forwards where `bn`
+  // deferred it (BatchNormalizationT::defer_apply_to(this)); null undoes it.
+  void read_batch_norm_output(BatchNormalizationT<T>* bn) { bn_ = bn; }
+  BatchNormalizationT<T>* batch_norm_input() const { return bn_; }
+
   // The geometry of a batch of n inputs (valid after build).
   ConvGeometry geometry(int64_t n) const {
     return make_conv_geometry(n, this->input_shape_[0], this->input_shape_[1], channels_, channels_,
@@ -145,9 +155,15 @@ class DepthwiseConv2DT : public LayerT<T> {
   const Tensor<T>& forward_impl(ConstView<T> x, bool) override {
     const ConvGeometry g = geometry_for(x.shape());
     this->output_.resize(this->output_shape_.with_leading(g.n));
-    kernels::dwconv2d_nhwc_forward<T>(g, x.data(), kernel_->value.data(),
-                                      bias_ ? bias_->value.data() : nullptr, activation_,
-                                      this->output_.data());
+    from_bn_ = bn_ && bn_->deferred_for(x);
+    if (from_bn_)
+      kernels::dwconv2d_nhwc_forward_bn_input<T>(
+          g, x.data(), bn_->forward_coefficients(), kernel_->value.data(),
+          bias_ ? bias_->value.data() : nullptr, activation_, this->output_.data());
+    else
+      kernels::dwconv2d_nhwc_forward<T>(g, x.data(), kernel_->value.data(),
+                                        bias_ ? bias_->value.data() : nullptr, activation_,
+                                        this->output_.data());
     return this->output_;
   }
 
@@ -164,8 +180,13 @@ class DepthwiseConv2DT : public LayerT<T> {
     T* dx = this->input_grad_buffer(need_input_grad);
     T* dw = wgrad ? kernel_->grad.data() : nullptr;
     T* db = (wgrad && bias_ && bias_->trainable) ? bias_->grad.data() : nullptr;
-    kernels::dwconv2d_nhwc_backward<T>(g, this->input_.data(), dz, kernel_->value.data(), dx, dw,
-                                       db);
+    if (from_bn_)  // the batch norm's coefficients stay as the forward used them
+      kernels::dwconv2d_nhwc_backward_bn_input<T>(g, this->input_.data(),
+                                                  bn_->forward_coefficients(), dz,
+                                                  kernel_->value.data(), dx, dw, db);
+    else
+      kernels::dwconv2d_nhwc_backward<T>(g, this->input_.data(), dz, kernel_->value.data(), dx, dw,
+                                         db);
     return need_input_grad ? this->dinput_ : this->empty_;
   }
 
@@ -196,6 +217,8 @@ class DepthwiseConv2DT : public LayerT<T> {
   ParameterT<T>* bias_ = nullptr;
   Tensor<T> dz_;
   AbsorbedPaddingT<T> own_padding_;
+  BatchNormalizationT<T>* bn_ = nullptr;  // read_batch_norm_output()
+  bool from_bn_ = false;                  // the last forward read bn_'s input
 };
 
 using DepthwiseConv2D = DepthwiseConv2DT<float>;

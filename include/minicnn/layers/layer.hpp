@@ -270,6 +270,11 @@ class LayerT {
   // Called by a container on each built child with the layer before it; true when this
   // layer now does `previous`'s work (absorbed_previous() names it).
   virtual bool absorb_previous(LayerT<T>* /*previous*/) { return false; }
+  // True when the last forward left its output for the next layer to make as it reads (a
+  // training BatchNormalization whose normalisation the DepthwiseConv2D after it applies,
+  // kernels/dwconv2d_bn_input.hpp). The forward then returned an empty tensor, and the
+  // container hands the next layer this layer's input instead.
+  virtual bool output_deferred() const { return false; }
 
   // Rows for summary(): containers expand to their children.
   virtual void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) {

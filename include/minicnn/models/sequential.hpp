@@ -16,11 +16,17 @@
 // one per layer.
 // summary() prints Keras' table, expanding containers into their layers (flat, as
 // Keras prints the functional MobileNetV2).
+// In training forwards, a BatchNormalization (+ its ReLU, + an absorbed ZeroPadding2D)
+// followed by a DepthwiseConv2D leaves its output unwritten, and the depthwise layer
+// normalises the batch norm's input as it reads it (LayerT::output_deferred()); the
+// container then passes the batch norm's input on.
 #pragma once
 #include <algorithm>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -100,6 +106,31 @@ inline std::string format_summary(const std::string& model_name,
   return out;
 }
 }  // namespace seq_detail
+
+// Links each BatchNormalization of `layers` to a DepthwiseConv2D that reads its output,
+// past the layers `absorbed(i)` says neighbours do (its ReLU, a ZeroPadding2D the
+// convolution pads in place of): the batch norm then defers its output in training
+// forwards. Unlinks everything first; a null `absorbed` only unlinks.
+template <typename T, typename Absorbed>
+void link_deferred_batch_norms(std::vector<std::unique_ptr<LayerT<T>>>& layers, Absorbed absorbed) {
+  for (auto& l : layers) {
+    if (auto* bn = dynamic_cast<BatchNormalizationT<T>*>(l.get())) bn->defer_apply_to(nullptr);
+    if (auto* dw = dynamic_cast<DepthwiseConv2DT<T>*>(l.get())) dw->read_batch_norm_output(nullptr);
+  }
+  if constexpr (!std::is_same_v<Absorbed, std::nullptr_t>) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      auto* bn = dynamic_cast<BatchNormalizationT<T>*>(layers[i].get());
+      if (!bn || bn->output_shape().rank() != 3) continue;
+      size_t j = i + 1;
+      while (j < layers.size() && absorbed(j)) ++j;
+      if (j == layers.size()) continue;
+      if (auto* dw = dynamic_cast<DepthwiseConv2DT<T>*>(layers[j].get())) {
+        bn->defer_apply_to(dw);
+        dw->read_batch_norm_output(bn);
+      }
+    }
+  }
+}
 
 template <typename T>
 class SequentialT : public LayerT<T> {
@@ -243,6 +274,7 @@ class SequentialT : public LayerT<T> {
   // Folds each conv + BatchNormalization (+ ReLU/ReLU6) run into the convolution
   // (models/fold.hpp), recursively; the model is inference-only afterwards.
   void fold_for_inference() override {
+    link_deferred_batch_norms(layers_, nullptr);  // folding removes the batch norms
     fold_layer_sequence(layers_);
     find_first_run();
     infer_bytes_per_sample_ = -1;
@@ -276,6 +308,7 @@ class SequentialT : public LayerT<T> {
       layers_[i + 1]->absorb_previous(layers_[i].get());
     }
     find_first_run();
+    link_deferred_batch_norms(layers_, [this](size_t i) { return absorbed(i); });
     infer_bytes_per_sample_ = -1;
     return s;
   }
@@ -303,7 +336,7 @@ class SequentialT : public LayerT<T> {
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (absorbed(i)) continue;
       y = &layers_[i]->forward(cur, training);
-      cur = y->view();
+      if (!layers_[i]->output_deferred()) cur = y->view();
       if (pool && previous) previous->release_activations(*pool);
       previous = layers_[i].get();
     }

@@ -123,7 +123,7 @@ class TrainingGraphT {
     for (size_t i = boundary_; i < units_.size(); ++i) {
       if (absorbed(i)) continue;
       y = &units_[i]->forward(cur, training);
-      cur = y->view();
+      if (!units_[i]->output_deferred()) cur = y->view();  // see LayerT::output_deferred()
     }
     return *y;
   }
