@@ -6,7 +6,7 @@
 //
 //   build/bin/train_step --weights weights/mobilenet_v2_1.0_224_no_top.mcnn [--mode frozen|full]
 //       [--data ../shared/datasets/jellybeans12] [--aug keras|none] [--workers 1]
-//       [--threads 2] [--steps 20] [--warmup 3] [--json]
+//       [--threads 2] [--steps 20] [--warmup 3] [--json] [--profile]
 //
 // Peak resident memory (VmHWM) is reported for the whole process.
 //
@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 using namespace minicnn;
 using clock_type = std::chrono::steady_clock;
@@ -74,13 +75,36 @@ ImageFolder sample_folder(const std::string& dir, int n, int size) {
   return d;
 }
 
+// --profile: seconds by layer type (forward, backward) over the timed steps of the phases
+// loop, which runs a batch at a time outside fit().
+std::map<std::string, std::pair<double, double>>& layer_times() {
+  static std::map<std::string, std::pair<double, double>> t;
+  return t;
+}
+bool& profiling() {
+  static bool on = false;
+  return on;
+}
+void print_layer_times(int steps, FILE* out) {
+  double fwd = 0, bwd = 0;
+  std::fprintf(out, "per step by layer type (ms):\n  %-24s %9s %9s\n", "type", "forward",
+               "backward");
+  for (const auto& [type, t] : layer_times()) {
+    std::fprintf(out, "  %-24s %9.2f %9.2f\n", type.c_str(), 1e3 * t.first / steps,
+                 1e3 * t.second / steps);
+    fwd += t.first;
+    bwd += t.second;
+  }
+  std::fprintf(out, "  %-24s %9.2f %9.2f\n", "all layers", 1e3 * fwd / steps, 1e3 * bwd / steps);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"train_step: time minicnn's training step (notebook recipe)"};
   std::string weights, data, aug = "keras", mode = "frozen";
   int threads = num_threads(), workers = 1, steps = 20, warmup = 3, batch = 32, size = 96;
-  bool as_json = false;
+  bool as_json = false, profile = false;
   app.add_option("--weights", weights, "ImageNet MobileNetV2 .mcnn (alpha 1.0)")->required();
   app.add_option("--data", data, "class-folder dataset to take the images from (default: random)");
   app.add_option("--mode", mode, "frozen (base folded, head trained) or full (every layer)")
@@ -95,6 +119,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 4096));
   app.add_option("--size", size, "input height and width")->check(CLI::Range(32, 1024));
   app.add_flag("--json", as_json, "one JSON object on stdout");
+  app.add_flag("--profile", profile,
+               "also print forward and backward ms per step by layer type (phases loop)");
   CLI11_PARSE(app, argc, argv);
   try {
     set_num_threads(threads);
@@ -141,7 +167,16 @@ int main(int argc, char** argv) {
     Tensor<float> features(g.rest_input_shape().with_leading(batch));
     CategoricalCrossentropy cce(true);
     Adam adam(1e-4);
+    if (profile) {
+      forward_observer() = [](const std::string&, const std::string& type, double sec) {
+        if (profiling()) layer_times()[type].first += sec;
+      };
+      backward_observer() = [](const std::string&, const std::string& type, double sec) {
+        if (profiling()) layer_times()[type].second += sec;
+      };
+    }
     for (int s = 0; s < steps + warmup; ++s) {
+      profiling() = s >= warmup;
       for (int i = 0; i < batch; ++i) ids[size_t(i)] = size_t(s * batch + i);
       auto t0 = clock_type::now();
       flow.fill_batch(ids.data(), batch, 0, b);
@@ -166,6 +201,7 @@ int main(int argc, char** argv) {
         head_ms.push_back(h);
       }
     }
+    profiling() = false;
     const double step = median(step_ms);
     const double ips = batch / (step / 1000.0);
     if (as_json) {
@@ -199,6 +235,7 @@ int main(int argc, char** argv) {
           g.has_prefix() ? "base forward" : "forward", median(base_ms),
           g.has_prefix() ? "head step" : "loss+backward+Adam", median(head_ms));
     }
+    if (profile) print_layer_times(steps, as_json ? stderr : stdout);  // JSON keeps stdout
   } catch (const std::exception& e) {
     std::cerr << "train_step: error: " << e.what() << "\n";
     return 1;

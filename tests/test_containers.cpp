@@ -566,3 +566,42 @@ TEST_CASE(
     CHECK(bn->output_deferred());
   }
 }
+
+// ---------------------------------------------------------------- per-layer timing
+
+namespace {
+std::vector<std::string>& observed() {
+  static std::vector<std::string> v;
+  return v;
+}
+}  // namespace
+
+TEST_CASE("forward and backward observers report each leaf layer that runs, once per call") {
+  Sequential m("m");
+  m.add<Conv2D>("c", 4, 1, 1, Padding::Same, false);
+  m.add<BatchNormalization>("bn");
+  m.add<ReLU6>("relu");  // absorbed by bn: neither pass runs it
+  auto& inner = m.add<Sequential>("inner");
+  inner.add<Flatten>("flat");
+  Rng rng(3);
+  TensorF x = mt::random_tensor<float>(Shape{2, 3, 3, 2}, rng, -1, 1);
+  m.build(x.shape().sample());
+  observed().clear();
+  forward_observer() = [](const std::string& name, const std::string& type, double s) {
+    CHECK(s >= 0);
+    observed().push_back("f " + name + " " + type);
+  };
+  backward_observer() = [](const std::string& name, const std::string& type, double s) {
+    CHECK(s >= 0);
+    observed().push_back("b " + name + " " + type);
+  };
+  const TensorF y = m.forward(x.view(), true);
+  TensorF dy(y.shape(), 1.0f);
+  m.backward(dy.view(), true);
+  forward_observer() = nullptr;
+  backward_observer() = nullptr;
+  const std::vector<std::string> want = {
+      "f c Conv2D",     "f bn BatchNormalization", "f flat Flatten",
+      "b flat Flatten", "b bn BatchNormalization", "b c Conv2D"};
+  CHECK(observed() == want);
+}

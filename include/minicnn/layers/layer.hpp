@@ -31,11 +31,15 @@
 
 namespace minicnn {
 
-// Per-layer timing (mcnn bench --profile): when set, every leaf layer (one without
-// children) reports the wall time of each forward call. Off by default; costs one
-// branch per forward.
+// Per-layer timing (mcnn bench --profile, train_step --profile): when set, every leaf
+// layer (one without children) reports the wall time of each forward call, and of each
+// backward call to backward_observer(). Off by default; costs one branch per call.
 using ForwardObserver = void (*)(const std::string& name, const std::string& type, double seconds);
 inline ForwardObserver& forward_observer() {
+  static ForwardObserver observer = nullptr;
+  return observer;
+}
+inline ForwardObserver& backward_observer() {
   static ForwardObserver observer = nullptr;
   return observer;
 }
@@ -171,6 +175,13 @@ class LayerT {
     if (dy.shape() != expect)
       throw ShapeError(type() + " '" + name_ + "': gradient has shape " + dy.shape().str() +
                        ", expected " + expect.str() + " (the output of the last forward)");
+    if (ForwardObserver obs = backward_observer(); obs && children().empty()) {
+      auto t0 = std::chrono::steady_clock::now();
+      const Tensor<T>& g = backward_impl(dy, need_input_grad);
+      obs(name_, type(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      return g;
+    }
     return backward_impl(dy, need_input_grad);
   }
 
