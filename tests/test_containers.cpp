@@ -475,12 +475,13 @@ TEST_CASE("inference folding drops a ZeroPadding2D only where TF 'same' padding 
 
 // ---------------------------------------------------------------- deferred batch norm output
 
-TEST_CASE("Sequential: a training BatchNormalization leaves its output to the DepthwiseConv2D") {
+TEST_CASE("Sequential: a training BatchNormalization leaves its output and its dx to neighbours") {
   // expand 1x1 -> BN -> ReLU6 -> ZeroPadding2D (correct_pad) -> 3x3 stride-2 'valid'
   // depthwise -> BN, as in MobileNetV2 block 1. With the output deferred, the depthwise layer
-  // normalises the batch norm's input itself (kernels/dwconv2d_bn_input.hpp); everything must
-  // equal the same model unlinked, where the batch norm writes its output. Batches of 8 and 1
-  // (whole images per thread, and the whole-batch fallback); 1 and 2 threads.
+  // normalises the batch norm's input itself (kernels/dwconv2d_bn_input.hpp); with dx
+  // deferred, the expand convolution makes it from the batch norm's dy (kernels::BnInputGrad).
+  // Everything must equal the same model unlinked, where the batch norm writes both. Batches
+  // of 8 and 1 (whole images per thread, and the whole-batch fallback); 1 and 2 threads.
   mt::ThreadGuard guard;
   for (int threads : {1, 2})
     for (int64_t n : {8, 1}) {
@@ -488,7 +489,7 @@ TEST_CASE("Sequential: a training BatchNormalization leaves its output to the De
       CAPTURE(n);
       set_num_threads(threads);
       Sequential m("m");
-      m.add<Conv2D>("expand", 24, 1, 1, Padding::Same, false);
+      auto& conv = m.add<Conv2D>("expand", 24, 1, 1, Padding::Same, false);
       auto& bn = m.add<BatchNormalization>("expand_BN");
       m.add<ReLU6>("expand_relu");
       m.add<ZeroPadding2D>("pad", 0, 1, 0, 1);
@@ -501,6 +502,9 @@ TEST_CASE("Sequential: a training BatchNormalization leaves its output to the De
       REQUIRE(bn.apply_consumer() == &dw);
       REQUIRE(dw.batch_norm_input() == &bn);
       CHECK(bn2.apply_consumer() == nullptr);
+      REQUIRE(bn.input_grad_consumer() == &conv);
+      REQUIRE(conv.batch_norm_input_grad() == &bn);
+      CHECK(bn2.input_grad_consumer() == nullptr);  // a depthwise layer before it
       TensorF dy = mt::random_tensor<float>(m.output_shape().with_leading(n), rng, -1, 1);
 
       struct Run {
@@ -518,12 +522,16 @@ TEST_CASE("Sequential: a training BatchNormalization leaves its output to the De
       };
       const Run deferred = run();
       CHECK(bn.output_deferred());
+      CHECK(bn.input_grad_deferred());  // its dx made by the expand convolution
+      CHECK_FALSE(bn2.input_grad_deferred());
       // An inference forward writes the output again (moving statistics as they stand).
       TensorF y_inf = m.forward(x.view(), false);
       CHECK_FALSE(bn.output_deferred());
 
       bn.defer_apply_to(nullptr);
       dw.read_batch_norm_output(nullptr);
+      bn.defer_input_grad_to(nullptr);
+      conv.read_batch_norm_input_grad(nullptr);
       TensorF y_inf_plain = m.forward(x.view(), false);
       const Run plain = run();
       CHECK_FALSE(bn.output_deferred());

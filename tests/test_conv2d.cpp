@@ -1,5 +1,6 @@
 // Conv2D: finite-difference gradients (double), fast kernels against the reference on
-// random shapes and thread counts (float), Keras padding equivalence, error messages.
+// random shapes and thread counts (float), the backward that makes a batch norm's dx as it
+// reads it (kernels::BnInputGrad), Keras padding equivalence, error messages.
 #include <cmath>
 #include <vector>
 
@@ -379,4 +380,72 @@ TEST_CASE("Conv2D bad input: channels, rank, zero-sized dimension, empty output"
   TensorF empty_batch(Shape{0, 8, 8, 3});
   mt::check_throws_with([&] { conv.forward(empty_batch); }, {"'c1'", "(0, 8, 8, 3)"});
   mt::check_throws_with([&] { Conv2D("c6", 0, 3); }, {"Conv2D", "'c6'", "filters (0)"});
+}
+
+TEST_CASE("conv2d_backward making a batch norm's dx block by block equals it on the written dx") {
+  // kernels::BnInputGrad: the convolution reads the batch norm's dy and makes dz (the batch
+  // norm's dx) a block of rows at a time. Every path: the fused pointwise pass (large M), the
+  // separate pointwise products (small M, or no dx), im2col (3x3 stride 2), bias only.
+  // dz made whole by the batch-norm kernel (tested against its reference elsewhere) is the
+  // oracle: the blocks hold the same values, so the results are equal bit for bit.
+  mt::ThreadGuard guard;
+  struct Case {
+    int64_t n, h, w, cin, cout, k, s;
+    bool dx, dw, db, train;
+    Activation act;
+  };
+  const Case cases[] = {
+      {8, 24, 24, 24, 40, 1, 1, true, true, false, true, Activation::ReLU6},
+      {8, 24, 24, 24, 40, 1, 1, true, true, true, false, Activation::Linear},
+      {2, 3, 3, 96, 37, 1, 1, true, true, false, true, Activation::ReLU},
+      {8, 24, 24, 24, 40, 1, 1, false, true, false, true, Activation::ReLU6},
+      {8, 24, 24, 24, 40, 1, 1, true, false, false, true, Activation::ReLU6},
+      {4, 33, 31, 3, 32, 3, 2, false, true, false, true, Activation::ReLU6},
+      {4, 17, 18, 8, 19, 3, 2, true, true, true, true, Activation::Linear},
+      {3, 9, 9, 5, 21, 1, 1, false, false, true, true, Activation::ReLU6},
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Rng rng(40 + threads);
+    for (const auto& k : cases) {
+      CAPTURE(threads);
+      CAPTURE(k.cin);
+      CAPTURE(k.cout);
+      const ConvGeometry g =
+          make_conv_geometry(k.n, k.h, k.w, k.cin, k.cout, k.k, k.k, k.s, k.s, Padding::Same);
+      const Shape ys{g.n, g.out_h, g.out_w, g.out_c};
+      TensorF x = mt::random_tensor<float>(Shape{k.n, k.h, k.w, k.cin}, rng, -1, 1);
+      TensorF w = mt::random_tensor<float>(Shape{k.k, k.k, k.cin, k.cout}, rng, -1, 1);
+      TensorF xbn = mt::random_tensor<float>(ys, rng, -3, 3);  // the conv output
+      TensorF dy = mt::random_tensor<float>(ys, rng, -1, 1);
+      TensorF mean = mt::random_tensor<float>(Shape{k.cout}, rng, -1, 1);
+      TensorF scale = mt::random_tensor<float>(Shape{k.cout}, rng, 0.5, 2);
+      TensorF shift = mt::random_tensor<float>(Shape{k.cout}, rng, -1, 4);
+      TensorF a = mt::random_tensor<float>(Shape{k.cout}, rng, -1, 1);
+      TensorF b = mt::random_tensor<float>(Shape{k.cout}, rng, -1, 1);
+      TensorF d = mt::random_tensor<float>(Shape{k.cout}, rng, -1, 1);
+      kernels::BnInputGrad<float> bn;
+      bn.x = xbn.data();
+      bn.fwd.mean = mean.data();
+      bn.fwd.scale = scale.data();
+      bn.fwd.shift = shift.data();
+      bn.fwd.act = k.act;
+      bn.a = a.data();
+      bn.b = k.train ? b.data() : nullptr;
+      bn.d = k.train ? d.data() : nullptr;
+      TensorF dz(ys);
+      bn.make(dy.data(), 0, g.n * g.out_h * g.out_w, g.out_c, dz.data());
+      TensorF dx0(x.shape(), 5.f), dx1(x.shape(), 5.f), dw0(w.shape(), 0.5f), dw1(w.shape(), 0.5f),
+          db0(Shape{k.cout}, 0.25f), db1(Shape{k.cout}, 0.25f);
+      kernels::conv2d_backward<float>(g, x.data(), w.data(), dz.data(), k.dx ? dx0.data() : nullptr,
+                                      k.dw ? dw0.data() : nullptr, k.db ? db0.data() : nullptr);
+      kernels::conv2d_backward<float>(g, x.data(), w.data(), dy.data(), k.dx ? dx1.data() : nullptr,
+                                      k.dw ? dw1.data() : nullptr, k.db ? db1.data() : nullptr,
+                                      &bn);
+      CHECK(mt::max_abs_diff(dx1, dx0) == 0);
+      CHECK(mt::max_abs_diff(dw1, dw0) == 0);
+      CHECK(mt::max_abs_diff(db1, db0) == 0);
+      if (k.dw) CHECK(mt::max_abs_diff(dw0, TensorF(w.shape(), 0.5f)) > 0);
+    }
+  }
 }

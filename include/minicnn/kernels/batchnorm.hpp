@@ -191,5 +191,22 @@ void batchnorm_backward_apply_nhwc(const T* dy, const T* x, int64_t rows, int64_
   batchnorm_backward_apply_nhwc<T>(dy, fwd, x, rows, C, a, b, d, dx, threads);
 }
 
+// The gradient a BatchNormalization's backward hands the layer before it,
+// dz = a * g + b * (x - mean) + d (g = dy masked by the fused activation; b and d null in
+// inference mode), left for that layer's backward to make as it reads dz, a block of rows at
+// a time, instead of being written out and read back (kernels/conv2d.hpp).
+template <typename T>
+struct BnInputGrad {
+  const T* x = nullptr;  // the batch norm's input
+  BnForward<T> fwd;
+  const T* a = nullptr;
+  const T* b = nullptr;
+  const T* d = nullptr;
+  // Rows [r0, r0 + rows) of dz, from the same rows of the batch norm's dy, into out.
+  void make(const T* dy, int64_t r0, int64_t rows, int64_t C, T* out, int threads = 0) const {
+    batchnorm_backward_apply_nhwc<T>(dy + r0 * C, fwd, x + r0 * C, rows, C, a, b, d, out, threads);
+  }
+};
+
 }  // namespace kernels
 }  // namespace minicnn

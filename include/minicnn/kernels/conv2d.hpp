@@ -24,6 +24,7 @@
 
 #include "../core/parallel.hpp"
 #include "activation.hpp"
+#include "batchnorm.hpp"
 #include "conv_geometry.hpp"
 #include "gemm.hpp"
 
@@ -259,11 +260,34 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   }
 }
 
+namespace conv_detail {
+// dz rows [r0, r0 + n): the caller's, or made from a batch norm's dy into `buf` (a block of
+// at most `cap` rows, per thread).
+template <typename T>
+struct DzRows {
+  const T* dz;
+  const BnInputGrad<T>* bn;
+  int64_t N;
+  const T* rows(int64_t r0, int64_t n, T* buf) const {
+    if (!bn) return dz + r0 * N;
+    bn->make(dz, r0, n, N, buf, 1);
+    return buf;
+  }
+  T* buffer(int64_t cap) const {
+    thread_local ScratchBuffer<T> s;
+    return bn ? s.get(static_cast<std::size_t>(cap * N)) : nullptr;
+  }
+};
+}  // namespace conv_detail
+
 // dx (may be null) = conv^T(dz, w); dw, db (may be null) += gradients. x is needed
 // when dw is set, w when dx is set.
+// With `bn`, dz is a BatchNormalization's dy and the gradient of this convolution's output
+// is that batch norm's dx (kernels::BnInputGrad), made a block at a time as the products
+// read it; the block paths use it so, the others make it whole first.
 template <typename T>
 void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz, T* dx, T* dw,
-                     T* db) {
+                     T* db, const BnInputGrad<T>* bn = nullptr) {
   using namespace conv_detail;
   const int64_t M = g.n * g.out_h * g.out_w, K = g.k_h * g.k_w * g.in_c, N = g.out_c;
   const int64_t in_size = g.n * g.in_h * g.in_w * g.in_c;
@@ -271,17 +295,30 @@ void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz,
     if (dx) std::fill(dx, dx + in_size, T(0));
     return;
   }
+  const double flops = 2.0 * M * N * K * ((dx ? 1 : 0) + (dw ? 1 : 0));
+  int nt_pw = 1;
+  bool fused = false;
+  if (is_pointwise(g)) {
+    // One pass over dZ only pays when the private dW copies of the threads are cheap.
+    nt_pw =
+        gemm_detail::plan_threads(flops, (M + gemm_detail::kRowAlign - 1) / gemm_detail::kRowAlign);
+    fused = dx && dw && (nt_pw <= 1 || 3 * K < M);
+  }
+  if (bn && ((!dw && db) || (is_pointwise(g) && !fused))) {
+    thread_local ScratchBuffer<T> whole;
+    T* all = whole.get(static_cast<std::size_t>(M * N));
+    bn->make(dz, 0, M, N, all);
+    dz = all;
+    bn = nullptr;
+  }
   if (!dw && db) {
     add_column_sums(M, N, dz, N, db);
     db = nullptr;
   }
-  const double flops = 2.0 * M * N * K * ((dx ? 1 : 0) + (dw ? 1 : 0));
+  const DzRows<T> dzr{dz, bn, N};
 
   if (is_pointwise(g)) {
-    // One pass over dZ only pays when the private dW copies of the threads are cheap.
-    int nt =
-        gemm_detail::plan_threads(flops, (M + gemm_detail::kRowAlign - 1) / gemm_detail::kRowAlign);
-    bool fused = dx && dw && (nt <= 1 || 3 * K < M);
+    const int nt = nt_pw;
     if (!fused) {
       if (dx) gemm_nt(M, K, N, dz, N, w, N, dx, K);
       if (dw) gemm_tn(K, N, M, x, K, dz, N, dw, N, true, db);
@@ -296,10 +333,12 @@ void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz,
       parts.zero(t);
       T* pw = parts.w_of(t);
       T* pb = parts.b_of(t);
+      T* buf = dzr.buffer(blk);
       for (int64_t r = rb; r < re; r += blk) {
         int64_t cnt = std::min(blk, re - r);
-        packed_t.multiply_rows(cnt, dz + r * N, N, dx + r * K, K, false);
-        gemm_tn_serial(K, N, cnt, x + r * K, K, dz + r * N, N, pw, N, pb);
+        const T* dzb = dzr.rows(r, cnt, buf);
+        packed_t.multiply_rows(cnt, dzb, N, dx + r * K, K, false);
+        gemm_tn_serial(K, N, cnt, x + r * K, K, dzb, N, pw, N, pb);
       }
     };
     if (nt <= 1) {
@@ -334,15 +373,17 @@ void conv2d_backward(const ConvGeometry& g, const T* x, const T* w, const T* dz,
     T* pbias = parts.b_of(t);
     T* col = gemm_detail::scratch<T, 2>(static_cast<std::size_t>(blk * K + kColSlack));
     T* dcol = dx ? gemm_detail::scratch<T, 4>(static_cast<std::size_t>(blk * K)) : nullptr;
+    T* buf = dzr.buffer(blk);
     if (dx) std::fill(dx + (pb / hw) * img_in, dx + (pe / hw) * img_in, T(0));
     for (int64_t p = pb; p < pe; p += blk) {
       int64_t cnt = std::min(blk, pe - p);
+      const T* dzb = dzr.rows(p, cnt, buf);
       if (dw) {
         im2col(g, x, p, cnt, col);
-        gemm_tn_serial(K, N, cnt, col, K, dz + p * N, N, pw, N, pbias);
+        gemm_tn_serial(K, N, cnt, col, K, dzb, N, pw, N, pbias);
       }
       if (dx) {
-        packed_t.multiply_rows(cnt, dz + p * N, N, dcol, K, false);
+        packed_t.multiply_rows(cnt, dzb, N, dcol, K, false);
         col2im_add(g, dcol, p, cnt, dx);
       }
     }

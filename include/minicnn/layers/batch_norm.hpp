@@ -12,6 +12,8 @@
 // In training forwards, a BatchNormalization whose output only a DepthwiseConv2D reads (set
 // up by the container, defer_apply_to()) does not write that output: the depthwise layer
 // reads this layer's input and normalises it as it reads (kernels/dwconv2d_bn_input.hpp).
+// Likewise a backward whose dx only the Conv2D before it reads leaves dx to that convolution
+// (defer_input_grad_to()), which makes it from this layer's dy as its GEMMs read it.
 // Parameters, in Keras' order: <name>/gamma, <name>/beta (trainable, present when
 // scale / center), <name>/moving_mean, <name>/moving_variance (state, init 0 and 1).
 #pragma once
@@ -90,6 +92,28 @@ class BatchNormalizationT : public LayerT<T> {
     return deferred_input_ != nullptr && deferred_input_ == x.data() &&
            this->input_.shape() == x.shape();
   }
+  // Makes backwards that need dx leave it to `producer` (null: write it again), the
+  // convolution before this layer, which then reads this layer's dy and makes dx a block at
+  // a time from input_grad() as its products read it (kernels::BnInputGrad).
+  void defer_input_grad_to(LayerT<T>* producer) { grad_consumer_ = producer; }
+  LayerT<T>* input_grad_consumer() const { return grad_consumer_; }
+  bool input_grad_deferred() const override { return deferred_dy_ != nullptr; }
+  // Whether the last backward was deferred and read `dy` (the convolution checks that what
+  // it is given is this layer's dy).
+  bool input_grad_deferred_for(ConstView<T> dy) const {
+    return deferred_dy_ != nullptr && deferred_dy_ == dy.data() &&
+           dy.shape() == this->input_.shape();
+  }
+  // dx = a * g + b * (x - mean) + d as the last backward computed it.
+  kernels::BnInputGrad<T> input_grad() const {
+    kernels::BnInputGrad<T> gr;
+    gr.x = this->input_.data();
+    gr.fwd = forward_coefficients();
+    gr.a = deferred_train_ ? a_t_.data() : scale_t_.data();
+    gr.b = deferred_train_ ? b_t_.data() : nullptr;
+    gr.d = deferred_train_ ? d_t_.data() : nullptr;
+    return gr;
+  }
   // y = act((x - mean) * scale + shift) as the last forward computed it, per channel.
   kernels::BnForward<T> forward_coefficients() const {
     kernels::BnForward<T> f;
@@ -143,6 +167,7 @@ class BatchNormalizationT : public LayerT<T> {
   const Tensor<T>& forward_impl(ConstView<T> x, bool training) override {
     const int64_t C = channels_, rows = x.size() / C;
     deferred_input_ = nullptr;
+    deferred_dy_ = nullptr;
     if (this->training_mode(training)) {
       kernels::batchnorm_moments_nhwc(x.data(), rows, C, mean_.data(), var_.data(), scratch_);
       const double mom = momentum_, unbias = double(rows) / double(rows > 1 ? rows - 1 : 1);
@@ -179,8 +204,11 @@ class BatchNormalizationT : public LayerT<T> {
     const int64_t C = channels_, rows = x.size() / C;
     const bool train = this->training_mode(this->last_training_);
     const bool param_grads = this->trainable_ && (gamma_ || beta_);
+    deferred_dy_ = nullptr;
     if (!need_input_grad && !param_grads) return this->empty_;
-    if (need_input_grad) this->input_grad_tensor(x.shape());
+    // dx left to the convolution before this layer (defer_input_grad_to()), or written.
+    const bool defer = need_input_grad && grad_consumer_ != nullptr;
+    if (need_input_grad && !defer) this->input_grad_tensor(x.shape());
     // The forward as it ran: the backward recomputes the fused activation's mask from x.
     const kernels::BnForward<T> fwd = forward_coefficients();
 
@@ -201,7 +229,7 @@ class BatchNormalizationT : public LayerT<T> {
         b_t_[c] = T(-k * inv * sdyxh / m);
         d_t_[c] = T(-k * sum_dy_[c] / m);
       }
-      if (need_input_grad)
+      if (need_input_grad && !defer)
         kernels::batchnorm_backward_apply_nhwc(dy.data(), fwd, x.data(), rows, C, a_t_.data(),
                                                b_t_.data(), d_t_.data(), this->dinput_.data());
     } else {
@@ -216,10 +244,15 @@ class BatchNormalizationT : public LayerT<T> {
           if (beta_) beta_->grad[c] += T(sum_dy_[c]);
         }
       }
-      if (need_input_grad)  // scale_t_ holds gamma / sqrt(moving_var + eps) from the forward
+      if (need_input_grad && !defer)  // scale_t_: gamma / sqrt(moving_var + eps), forward's
         kernels::batchnorm_backward_apply_nhwc<T>(dy.data(), fwd, x.data(), rows, C,
                                                   scale_t_.data(), nullptr, nullptr,
                                                   this->dinput_.data());
+    }
+    if (defer) {
+      deferred_dy_ = dy.data();
+      deferred_train_ = train;
+      return this->empty_;
     }
     return need_input_grad ? this->dinput_ : this->empty_;
   }
@@ -239,8 +272,11 @@ class BatchNormalizationT : public LayerT<T> {
   ParameterT<T>* moving_var_ = nullptr;
   Activation activation_ = Activation::Linear;  // fused from the next layer
   LayerT<T>* absorbed_ = nullptr;
-  LayerT<T>* consumer_ = nullptr;      // defer_apply_to()
-  const T* deferred_input_ = nullptr;  // the last forward's x, when it deferred
+  LayerT<T>* consumer_ = nullptr;       // defer_apply_to()
+  const T* deferred_input_ = nullptr;   // the last forward's x, when it deferred
+  LayerT<T>* grad_consumer_ = nullptr;  // defer_input_grad_to()
+  const T* deferred_dy_ = nullptr;      // the last backward's dy, when it deferred dx
+  bool deferred_train_ = false;         // ... with batch statistics
   // Batch statistics of the last training forward (double: they feed the backward).
   std::vector<double> mean_, var_, moving_mean_d_, sum_dy_, sum_dy_xc_, scratch_;
   // Per-channel coefficients handed to the kernels.

@@ -14,6 +14,7 @@
 #include "../kernels/activation.hpp"
 #include "../kernels/conv2d.hpp"
 #include "../kernels/conv_geometry.hpp"
+#include "batch_norm.hpp"
 #include "initializers.hpp"
 #include "layer.hpp"
 #include "zero_padding2d.hpp"
@@ -94,6 +95,12 @@ class Conv2DT : public LayerT<T> {
   }
   LayerT<T>* absorbed_previous() const override { return own_padding_.layer(); }
 
+  // Makes backwards whose dy is `bn`'s deferred dy (BatchNormalizationT::defer_input_grad_to
+  // (this)) make the gradient of this layer's output from it, as the GEMMs read it; null
+  // undoes it. For a linear convolution right before `bn`.
+  void read_batch_norm_input_grad(BatchNormalizationT<T>* bn) { bn_grad_ = bn; }
+  BatchNormalizationT<T>* batch_norm_input_grad() const { return bn_grad_; }
+
   ParameterT<T>& kernel() {
     if (!kernel_) throw Error("Conv2D '" + this->name_ + "': kernel() called before build");
     return *kernel_;
@@ -170,7 +177,16 @@ class Conv2DT : public LayerT<T> {
     T* dx = this->input_grad_buffer(need_input_grad);
     T* dw = param_grads ? kernel_->grad.data() : nullptr;
     T* db = param_grads && use_bias_ && bias_->trainable ? bias_->grad.data() : nullptr;
-    kernels::conv2d_backward<T>(g, this->input_.data(), kernel_->value.data(), dz, dx, dw, db);
+    if (bn_grad_ && bn_grad_->input_grad_deferred_for(dy)) {
+      if (activation_ != Activation::Linear)
+        throw Error("Conv2D '" + this->name_ +
+                    "': a batch norm left its gradient to a convolution with an activation");
+      const kernels::BnInputGrad<T> bn = bn_grad_->input_grad();
+      kernels::conv2d_backward<T>(g, this->input_.data(), kernel_->value.data(), dy.data(), dx, dw,
+                                  db, &bn);
+    } else {
+      kernels::conv2d_backward<T>(g, this->input_.data(), kernel_->value.data(), dz, dx, dw, db);
+    }
     return need_input_grad ? this->dinput_ : this->empty_;
   }
 
@@ -186,6 +202,7 @@ class Conv2DT : public LayerT<T> {
   kernels::PackedB<T> packed_;  // the kernel as GEMM panels, once folded for inference
   bool packed_valid_ = false;
   AbsorbedPaddingT<T> own_padding_;
+  BatchNormalizationT<T>* bn_grad_ = nullptr;  // read_batch_norm_input_grad()
 };
 
 using Conv2D = Conv2DT<float>;

@@ -286,6 +286,11 @@ class LayerT {
   // kernels/dwconv2d_bn_input.hpp). The forward then returned an empty tensor, and the
   // container hands the next layer this layer's input instead.
   virtual bool output_deferred() const { return false; }
+  // The same in a backward: true when the last backward left dL/dx for the layer before it
+  // to make as it reads (a BatchNormalization after a Conv2D, kernels::BnInputGrad). The
+  // backward then returned an empty tensor; the container hands the layer before it this
+  // layer's dy instead, and keeps dy's buffer out of the gradient pool until then.
+  virtual bool input_grad_deferred() const { return false; }
 
   // Rows for summary(): containers expand to their children.
   virtual void summary_rows(std::vector<SummaryRow>& rows, int depth = 0) {

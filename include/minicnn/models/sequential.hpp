@@ -110,12 +110,17 @@ inline std::string format_summary(const std::string& model_name,
 // Links each BatchNormalization of `layers` to a DepthwiseConv2D that reads its output,
 // past the layers `absorbed(i)` says neighbours do (its ReLU, a ZeroPadding2D the
 // convolution pads in place of): the batch norm then defers its output in training
-// forwards. Unlinks everything first; a null `absorbed` only unlinks.
+// forwards. And to a Conv2D (linear) right before it, to which it defers its dx in
+// backwards. Unlinks everything first; a null `absorbed` only unlinks.
 template <typename T, typename Absorbed>
 void link_deferred_batch_norms(std::vector<std::unique_ptr<LayerT<T>>>& layers, Absorbed absorbed) {
   for (auto& l : layers) {
-    if (auto* bn = dynamic_cast<BatchNormalizationT<T>*>(l.get())) bn->defer_apply_to(nullptr);
+    if (auto* bn = dynamic_cast<BatchNormalizationT<T>*>(l.get())) {
+      bn->defer_apply_to(nullptr);
+      bn->defer_input_grad_to(nullptr);
+    }
     if (auto* dw = dynamic_cast<DepthwiseConv2DT<T>*>(l.get())) dw->read_batch_norm_output(nullptr);
+    if (auto* conv = dynamic_cast<Conv2DT<T>*>(l.get())) conv->read_batch_norm_input_grad(nullptr);
   }
   if constexpr (!std::is_same_v<Absorbed, std::nullptr_t>) {
     for (size_t i = 0; i < layers.size(); ++i) {
@@ -127,6 +132,16 @@ void link_deferred_batch_norms(std::vector<std::unique_ptr<LayerT<T>>>& layers, 
       if (auto* dw = dynamic_cast<DepthwiseConv2DT<T>*>(layers[j].get())) {
         bn->defer_apply_to(dw);
         dw->read_batch_norm_output(bn);
+      }
+    }
+    // A Conv2D right before a batch norm makes the batch norm's dx as it reads it.
+    for (size_t i = 1; i < layers.size(); ++i) {
+      auto* bn = dynamic_cast<BatchNormalizationT<T>*>(layers[i].get());
+      auto* conv = dynamic_cast<Conv2DT<T>*>(layers[i - 1].get());
+      if (bn && conv && bn->output_shape().rank() == 3 &&
+          conv->activation() == Activation::Linear) {
+        bn->defer_input_grad_to(conv);
+        conv->read_batch_norm_input_grad(bn);
       }
     }
   }
@@ -368,6 +383,7 @@ class SequentialT : public LayerT<T> {
       const bool need_dx = need_input_grad || earlier_trainable_[k];
       if (!need_dx && !layers_[k]->has_trainable_parameters()) break;
       const Tensor<T>& g = layers_[k]->backward(cur, need_dx);
+      if (layers_[k]->input_grad_deferred()) continue;  // cur and its buffer go on
       if (producer) producer->release_input_grad(pool);
       if (!need_dx) break;  // nothing earlier needs a gradient
       if (k == first_run_) return g;

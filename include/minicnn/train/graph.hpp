@@ -145,6 +145,7 @@ class TrainingGraphT {
       const Tensor<T>& g = (from_logits && k + 1 == units_.size())
                                ? units_[k]->backward_from_logits(cur, need_dx)
                                : units_[k]->backward(cur, need_dx);
+      if (units_[k]->input_grad_deferred()) continue;  // see LayerT::input_grad_deferred()
       if (producer) producer->release_input_grad(gradient_pool_);
       if (!need_dx) break;
       cur = g.view();
