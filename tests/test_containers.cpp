@@ -613,3 +613,24 @@ TEST_CASE("forward and backward observers report each leaf layer that runs, once
       "b flat Flatten", "b bn BatchNormalization", "b c Conv2D"};
   CHECK(observed() == want);
 }
+
+TEST_CASE("A Conv2D given an activation stops taking the batch norm's deferred dx") {
+  Sequential m("m");
+  auto& conv = m.add<Conv2D>("c", 4, 1, 1, Padding::Same, false);
+  auto& bn = m.add<BatchNormalization>("bn");
+  m.build(Shape{3, 3, 2});
+  REQUIRE(bn.input_grad_consumer() == &conv);
+  conv.set_activation(Activation::Linear);
+  CHECK(bn.input_grad_consumer() == &conv);
+  conv.set_activation(Activation::ReLU6);
+  CHECK(bn.input_grad_consumer() == nullptr);
+  CHECK(conv.batch_norm_input_grad() == nullptr);
+  // The batch norm writes its dx again, and the gradient reaches the input.
+  Rng rng(4);
+  TensorF x = mt::random_tensor<float>(Shape{2, 3, 3, 2}, rng, -1, 1);
+  const TensorF y = m.forward(x.view(), true);
+  TensorF dy = mt::random_tensor<float>(y.shape(), rng, -1, 1);
+  const TensorF dx = m.backward(dy.view(), true);
+  CHECK_FALSE(bn.input_grad_deferred());
+  CHECK(mt::max_abs(dx) > 0);
+}

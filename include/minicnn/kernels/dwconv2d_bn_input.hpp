@@ -1,13 +1,14 @@
 // Depthwise convolution of a batch norm's output that was never stored: the kernels take the
 // batch norm's INPUT x and its forward (BnForward: mean, scale, shift and fused activation),
-// and make the depthwise input y = act((x - mean) * scale + shift) one image at a time, in a
-// per-thread scratch the size of one image, just before the depthwise kernels read it.
+// and make the depthwise input y = act((x - mean) * scale + shift) a few images at a time
+// (about 1 MB), in a per-thread scratch, just before the depthwise kernels read it.
 //
 // Why: in a MobileNetV2 block, expand -> BN -> ReLU6 -> depthwise, the BN output y is the
 // largest tensor of the block (48x48x96 per image in block 1). Storing it costs a pass that
 // reads x and writes y, and the depthwise forward and backward then read y back from memory.
-// Here x is read instead, and y lives only in cache: measured on the full fine-tune step at
-// batch 32 (2 threads, AVX-512), removing that pass saved ~11 ms of ~112 ms and 75 MiB.
+// Here x is read instead, and y lives only in cache: on the full fine-tune step at batch 32
+// (2 threads, AVX-512) the forward lost 4.6 ms of ~39 and the peak memory 72 MiB; the
+// backward, which makes y again, stayed as fast (docs/benchmarks.md).
 //
 // Conventions as kernels/dwconv2d.hpp: NHWC, x (n, in_h, in_w, C); forward writes y; the
 // backward writes dx = dL/dy_bn (the gradient the batch norm's backward takes) and ADDS into

@@ -72,7 +72,14 @@ class Conv2DT : public LayerT<T> {
   Padding padding() const { return padding_; }
   bool use_bias() const { return use_bias_; }
   Activation activation() const { return activation_; }
-  void set_activation(Activation a) { activation_ = a; }
+  void set_activation(Activation a) {
+    activation_ = a;
+    // A batch norm's deferred dx needs a linear convolution (read_batch_norm_input_grad()).
+    if (bn_grad_ && a != Activation::Linear) {
+      bn_grad_->defer_input_grad_to(nullptr);
+      bn_grad_ = nullptr;
+    }
+  }
 
   // Inference folding: when a ZeroPadding2D with these pads feeds this 'valid' layer
   // and pads its input `in` exactly as TF 'same' would, the layer takes `in` directly
